@@ -1,0 +1,94 @@
+"""The FastAPI application: settings in, models loaded once at start-up (lifespan), routes out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.content_type import RequireJson
+from service.limits import Limits
+from service.metrics import Metrics
+from service.middleware import RequestContext
+from service.registry import ModelUnavailable, Registry
+from service.routes import predict, probes
+from service.settings import RequireModels, Settings
+
+logger = logging.getLogger("service.app")
+
+DESCRIPTION = """
+The three Keras networks of *Deep Learning with Python*, chapter 3, trained on the real
+datasets: IMDB review sentiment, Reuters newswire topics (46) and Boston housing prices.
+Send raw text or raw features: tokenization, vectorization and normalization happen here,
+exactly as in training. Every endpoint takes one input or a batch.
+"""
+
+
+class NoModelServed(RuntimeError):
+    """Start-up found fewer models than ``REQUIRE_MODELS`` asks for; the process exits non-zero."""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    registry = Registry.load(settings.models_dir)
+    for name, state in registry.states().items():
+        app.state.metrics.model_ready.labels(name).set(1 if state == "ready" else 0)
+    required = settings.require_models
+    if (required is RequireModels.all and registry.failures) or (
+        required is RequireModels.any and not registry.models
+    ):
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in registry.failures.items())
+        raise NoModelServed(f"REQUIRE_MODELS={required.value} not met ({reasons})")
+    app.state.registry = registry
+    yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``uvicorn --factory service.app:create_app`` reads settings from the env."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Keras chapter-3 models",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.limits = Limits(settings.max_batch_size, settings.max_text_chars)
+    app.state.metrics = Metrics()
+    app.state.registry = Registry()
+    app.include_router(predict)
+    app.include_router(probes)
+    app.add_exception_handler(ModelUnavailable, model_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_middleware(RequireJson)
+    app.add_middleware(RequestContext, metrics=app.state.metrics, access_log=settings.access_log)
+    return app
+
+
+async def model_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=503)
+
+
+async def invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """422 naming each bad field and what is wrong, never echoing the (possibly huge) input."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse({"detail": [_issue(e) for e in error.errors()[:20]]}, status_code=422)
+
+
+def _issue(error: dict[str, Any]) -> dict[str, Any]:
+    message = str(error.get("msg", "invalid"))
+    context = error.get("ctx") or {}
+    if error.get("type") == "json_invalid" and "error" in context:
+        message = f"{message}: {context['error']}"
+    return {
+        "loc": [part if isinstance(part, int) else str(part)[:64] for part in error.get("loc", ())],
+        "msg": message[:300],
+        "type": str(error.get("type", "value_error")),
+    }

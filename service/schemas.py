@@ -1,0 +1,224 @@
+"""Request and response bodies: the service's contract, as pydantic models.
+
+Every request model forbids unknown keys and takes exactly one input form, so a typo such as
+``{"txt": ...}`` is a 422 naming the field, never a silently empty prediction. Limits that come
+from settings (batch size, text length, word-id range) are checked in ``service.limits`` with
+the same 422 shape, because pydantic models are built before the settings are read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+FEATURE_NAMES = (
+    "CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT",
+)  # fmt: skip
+"""The 13 Boston housing features, in the order the model reads them."""
+
+SAMPLE_REVIEW = (
+    "This film was just brilliant: the casting, the story and the direction were wonderful, "
+    "and the actors gave excellent performances. I loved every minute of it."
+)
+SAMPLE_NEWSWIRE = (
+    "Shares of the company rose after it said first quarter net profit rose to 12.5 mln dlrs, "
+    "or 1.10 dlrs per share, from 9.8 mln dlrs a year earlier, on revenues of 150 mln dlrs."
+)
+SAMPLE_FEATURES = [
+    1.23247, 0.0, 8.14, 0.0, 0.538, 6.142, 91.7, 3.9769, 4.0, 307.0, 21.0, 396.9, 18.72,
+]  # fmt: skip
+
+FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+"""A JSON number that is finite: no NaN, no Infinity (nor 1e400, which parses to it), no strings."""
+WordId = Annotated[StrictInt, Field(ge=0)]
+"""A Keras word id: a non-negative JSON integer (no floats, no booleans)."""
+NonEmptyText = Annotated[str, Field(min_length=1)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_forms: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> Self:
+        given = [form for form in self.input_forms if getattr(self, form) is not None]
+        if len(given) != 1:
+            forms = ", ".join(f"'{form}'" for form in self.input_forms)
+            found = ", ".join(f"'{form}'" for form in given) or "none"
+            raise ValueError(f"give exactly one of {forms}; found {found}")
+        return self
+
+
+class TextInput(_Input):
+    """One text, a batch of texts, or a batch of Keras word-id sequences."""
+
+    input_forms = ("text", "texts", "sequences")
+
+    text: NonEmptyText | None = Field(None, description="One raw text.")
+    texts: list[NonEmptyText] | None = Field(
+        None, min_length=1, description="Raw texts; at most MAX_BATCH_SIZE (default 1,000)."
+    )
+    sequences: list[list[WordId]] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Keras word-id sequences (rank + 3; 1 start, 2 out of vocabulary, 0 padding is "
+            "ignored); ids at or past 10,000 count as out of vocabulary."
+        ),
+    )
+
+    def items(self) -> list[str] | list[list[int]]:
+        """The inputs as a batch, in order."""
+        if self.text is not None:
+            return [self.text]
+        return self.texts if self.texts is not None else self.sequences  # type: ignore[return-value]
+
+
+class ImdbRequest(TextInput):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": SAMPLE_REVIEW}, {"texts": [SAMPLE_REVIEW, "Dull."]}]},
+    )
+
+
+class ReutersRequest(TextInput):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": SAMPLE_NEWSWIRE, "top_k": 3}]},
+    )
+
+    top_k: StrictInt = Field(3, ge=1, le=46, description="How many best topics to list under 'top'.")
+
+
+class HousingRecord(BaseModel):
+    """The 13 raw features of one district, by name (all required, no others)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    CRIM: FiniteNumber = Field(description="per-capita crime rate by town")
+    ZN: FiniteNumber = Field(description="share of residential land zoned for lots over 25,000 sq ft (%)")
+    INDUS: FiniteNumber = Field(description="share of non-retail business acres per town (%)")
+    CHAS: FiniteNumber = Field(description="1 if the tract bounds the Charles River, else 0")
+    NOX: FiniteNumber = Field(description="nitric oxides concentration (parts per 10 million)")
+    RM: FiniteNumber = Field(description="average number of rooms per dwelling")
+    AGE: FiniteNumber = Field(description="share of owner-occupied units built before 1940 (%)")
+    DIS: FiniteNumber = Field(description="weighted distance to five Boston employment centres")
+    RAD: FiniteNumber = Field(description="index of accessibility to radial highways")
+    TAX: FiniteNumber = Field(description="full-value property-tax rate per $10,000")
+    PTRATIO: FiniteNumber = Field(description="pupil-teacher ratio by town")
+    B: FiniteNumber = Field(description="1000 (Bk - 0.63)^2, Bk the share of Black residents")
+    LSTAT: FiniteNumber = Field(description="share of lower-status population (%)")
+
+    def row(self) -> list[float]:
+        return [getattr(self, name) for name in FEATURE_NAMES]
+
+
+Row = Annotated[list[FiniteNumber], Field(min_length=13, max_length=13)]
+
+
+class BostonRequest(_Input):
+    """One row of 13 raw features, a batch of rows, or a batch of named records."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"features": SAMPLE_FEATURES},
+                {"records": [dict(zip(FEATURE_NAMES, SAMPLE_FEATURES))]},
+            ]
+        },
+    )
+    input_forms = ("features", "instances", "records")
+
+    features: Row | None = Field(None, description=f"13 raw numbers in the order {', '.join(FEATURE_NAMES)}.")
+    instances: list[Row] | None = Field(None, min_length=1, description="Rows of 13 raw numbers.")
+    records: list[HousingRecord] | None = Field(None, min_length=1, description="Named rows.")
+
+    def rows(self) -> list[list[float]]:
+        """The inputs as a batch of 13-number rows, in order."""
+        if self.features is not None:
+            return [self.features]
+        if self.instances is not None:
+            return self.instances
+        return [record.row() for record in self.records or []]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class SentimentPrediction(BaseModel):
+    label: Literal["negative", "positive"] = Field(description="'positive' when probability ≥ 0.5.")
+    probability: float = Field(ge=0, le=1, description="Probability that the review is positive.")
+
+
+class ImdbResponse(BaseModel):
+    model: ModelRef
+    predictions: list[SentimentPrediction]
+
+
+class TopicScore(BaseModel):
+    class_id: int = Field(ge=0, le=45)
+    label: str
+    probability: float = Field(ge=0, le=1)
+
+
+class TopicPrediction(BaseModel):
+    label: str = Field(description="Name of the most probable topic (earn, acq, ...).")
+    class_id: int = Field(ge=0, le=45)
+    probabilities: list[float] = Field(description="46 probabilities in class-id order, sum 1.")
+    top: list[TopicScore] = Field(description="The top_k topics, most probable first.")
+
+
+class ReutersResponse(BaseModel):
+    model: ModelRef
+    predictions: list[TopicPrediction]
+
+
+class PricePrediction(BaseModel):
+    price: float = Field(description="Predicted median home value, thousands of dollars.")
+    price_usd: float = Field(description="The same in dollars, to the cent.")
+    out_of_range: list[str] = Field(
+        description="Features outside the range seen in training: extrapolation, trust less."
+    )
+
+
+class BostonResponse(BaseModel):
+    model: ModelRef
+    predictions: list[PricePrediction]
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong, in words.")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="Where: 'body' then the field path.")
+    msg: str = Field(description="What is wrong with it.")
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationIssue]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: str
+    task: str
+    ready: bool
+    inputs: list[str] = Field(description="Accepted input forms.")
+    metric: dict[str, float] = Field(description="The headline test metric.")
+    error: str | None = Field(None, description="Why the model is not served, if it is not.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, str] = Field(description="Each model's state: 'ready' or the reason it is not.")

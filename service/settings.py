@@ -1,0 +1,65 @@
+"""Every setting of the service, in one pydantic-settings object.
+
+Each field is read from the environment variable of the same name in upper case (``PORT``,
+``MODELS_DIR``, ...) and can be overridden on the command line of ``python -m service``
+(``--port``, ``--models-dir``, ...). ``python -m service --help`` lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class RequireModels(str, Enum):
+    """How many models must load for the process to keep running."""
+
+    all = "all"
+    any = "any"
+    none = "none"
+
+
+class Settings(BaseSettings):
+    """Serve the IMDB, Reuters and Boston housing models over HTTP.
+
+    Every option is also read from the environment variable of its name in upper case
+    (HOST, PORT, WORKERS, MODELS_DIR, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
+    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, LOG_LEVEL, ACCESS_LOG); a flag wins over its variable.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        cli_kebab_case=True,
+        cli_prog_name="python -m service",
+        cli_implicit_flags=False,
+    )
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in the container).")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (uvicorn).")
+    models_dir: Path = Field(
+        DEFAULT_MODELS_DIR, description="Folder holding the imdb/, reuters/ and boston/ artifacts."
+    )
+    require_models: RequireModels = Field(
+        RequireModels.any,
+        description="Exit at start-up unless 'all' models load, or 'any' one; 'none' never exits.",
+    )
+    max_body_bytes: int = Field(
+        10_000_000, ge=1_000, description="Largest request body accepted; larger gets 413."
+    )
+    max_batch_size: int = Field(
+        1_000, ge=1, description="Most texts, sequences, instances or records in one request."
+    )
+    max_text_chars: int = Field(
+        100_000, ge=1, description="Longest text (characters) and longest word-id sequence."
+    )
+    graceful_timeout: float = Field(
+        25.0, ge=0, description="Seconds a shutdown waits for in-flight requests to finish."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    access_log: bool = Field(True, description="Log one structured line per request.")
