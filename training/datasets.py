@@ -140,14 +140,14 @@ def _download(spec: DataFile, folders: list[Path]) -> Path:
     return Path(fetched)
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path) -> dict[str, np.ndarray]:
     # The rebuilt files hold object arrays of lists (as Keras' own do), hence allow_pickle;
     # these are checked dataset files, never anything a request can name.
     with np.load(path, allow_pickle=True) as data:
         return {key: data[key] for key in data.files}
 
 
-def _keras_sequences(raw: np.ndarray, num_words: int) -> list[list[int]]:
+def keras_sequences(raw: np.ndarray, num_words: int) -> list[list[int]]:
     """Keras' ``load_data`` rule: start id, ranks shifted by ``index_from``, the OOV cut."""
     return [
         [START_ID, *(w + INDEX_FROM if w + INDEX_FROM < num_words else OOV_ID for w in row)]
@@ -165,26 +165,26 @@ class Split:
 
 def load_imdb(source: DataSource, num_words: int = NUM_WORDS, seed: int = SEED) -> Split:
     """``keras.datasets.imdb.load_data(num_words=...)``: 25,000 train and 25,000 test reviews."""
-    data = _load_npz(source.path("imdb.npz"))
+    data = load_npz(source.path("imdb.npz"))
     rng = np.random.RandomState(seed)
     train_order = np.arange(len(data["x_train"]))
     rng.shuffle(train_order)
     test_order = np.arange(len(data["x_test"]))
     rng.shuffle(test_order)
     return Split(
-        _keras_sequences(data["x_train"][train_order], num_words),
+        keras_sequences(data["x_train"][train_order], num_words),
         data["y_train"][train_order].astype("float32"),
-        _keras_sequences(data["x_test"][test_order], num_words),
+        keras_sequences(data["x_test"][test_order], num_words),
         data["y_test"][test_order].astype("float32"),
     )
 
 
 def load_reuters(source: DataSource, num_words: int = NUM_WORDS, seed: int = SEED) -> Split:
     """``keras.datasets.reuters.load_data(num_words=...)``: 8,982 train, 2,246 test newswires."""
-    data = _load_npz(source.path("reuters.npz"))
+    data = load_npz(source.path("reuters.npz"))
     order = np.arange(len(data["x"]))
     np.random.RandomState(seed).shuffle(order)
-    sequences = _keras_sequences(data["x"][order], num_words)
+    sequences = keras_sequences(data["x"][order], num_words)
     labels = data["y"][order].astype("int64")
     cut = int(len(sequences) * (1 - TEST_SPLIT))
     return Split(sequences[:cut], labels[:cut], sequences[cut:], labels[cut:])
@@ -192,7 +192,7 @@ def load_reuters(source: DataSource, num_words: int = NUM_WORDS, seed: int = SEE
 
 def load_boston(source: DataSource, seed: int = SEED) -> Split:
     """``keras.datasets.boston_housing.load_data()``: 404 train and 102 test rows of 13 features."""
-    data = _load_npz(source.path("boston_housing.npz"))
+    data = load_npz(source.path("boston_housing.npz"))
     order = np.arange(len(data["x"]))
     np.random.RandomState(seed).shuffle(order)
     x, y = data["x"][order], data["y"][order]

@@ -1,0 +1,145 @@
+"""Train/serve parity on the real data.
+
+* raw text → service.vectorize gives exactly the Keras sequence, for every IMDB test review and
+  every Reuters newswire;
+* the API's answers on raw text equal the offline Keras model's on the Keras sequences;
+* the committed models give the same outputs on the serving backend (numpy) as on TensorFlow.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from service.artifacts import MODEL_FILE, read_word_index
+from service.vectorize import NUM_WORDS, WordIndex, multi_hot
+from tests.conftest import SHARED_DATA
+from training.datasets import DataSource, keras_sequences, load_boston, load_npz, load_reuters
+
+pytestmark = pytest.mark.skipif(
+    not (SHARED_DATA / "imdb" / "aclImdb_test.tar.gz").is_file(),
+    reason=f"the raw IMDB and Reuters texts are not under {SHARED_DATA}",
+)
+SAMPLE = 250
+
+
+@pytest.fixture(scope="module")
+def imdb_test(keras_data) -> tuple[list[str], list[list[int]], np.ndarray]:
+    """Raw test reviews with their Keras sequences and labels, in imdb.npz's own order
+    (sorted positive file names, then sorted negative ones), before Keras' shuffle."""
+    with tarfile.open(SHARED_DATA / "imdb" / "aclImdb_test.tar.gz") as archive:
+        members = {m.name: m for m in archive.getmembers() if m.isfile()}
+        order = sorted(n for n in members if "/pos/" in n) + sorted(n for n in members if "/neg/" in n)
+        texts = [archive.extractfile(members[name]).read().decode("utf-8") for name in order]
+    data = load_npz(keras_data / "imdb.npz")
+    return texts, keras_sequences(data["x_test"], NUM_WORDS), data["y_test"]
+
+
+@pytest.fixture(scope="module")
+def reuters_test(keras_data) -> tuple[list[str], list[list[int]], np.ndarray]:
+    """Raw test newswires with their Keras-split sequences and labels (seed 113, test 0.2)."""
+    split = load_reuters(DataSource(keras_data))
+    with gzip.open(SHARED_DATA / "keras" / "reuters46_texts_keras_order.jsonl.gz", "rt") as lines:
+        rows = [json.loads(line) for line in lines]
+    test = sorted((r for r in rows if r["keras_split"] == "test"), key=lambda r: r["keras_pos"])
+    return [r["text"] for r in test], list(split.x_test), split.y_test
+
+
+def test_every_raw_imdb_test_review_encodes_to_its_keras_sequence(imdb_test, models_dir):
+    texts, sequences, _ = imdb_test
+    word_index = WordIndex(read_word_index(models_dir / "imdb"))
+    mismatches = [i for i, (t, s) in enumerate(zip(texts, sequences)) if word_index.encode(t) != s]
+    assert len(texts) == 25_000
+    assert mismatches == []
+
+
+def test_every_raw_reuters_test_newswire_encodes_to_its_keras_sequence(reuters_test, models_dir):
+    texts, sequences, labels = reuters_test
+    word_index = WordIndex(read_word_index(models_dir / "reuters"))
+    assert len(texts) == 2_246
+    assert [word_index.encode(t) for t in texts] == [list(s) for s in sequences]
+
+
+def test_raw_text_and_keras_sequence_give_the_same_multi_hot(imdb_test, models_dir):
+    texts, sequences, _ = imdb_test
+    word_index = WordIndex(read_word_index(models_dir / "imdb"))
+    picks = range(0, 25_000, 25_000 // SAMPLE)
+    by_text = multi_hot(word_index.encode(texts[i]) for i in picks)
+    assert np.array_equal(by_text, multi_hot(sequences[i] for i in picks))
+
+
+def offline(models_dir, name: str):
+    import keras
+
+    return keras.saving.load_model(models_dir / name / MODEL_FILE, compile=False, safe_mode=True)
+
+
+def test_api_on_raw_reviews_equals_the_offline_model_on_keras_sequences(api, imdb_test, models_dir):
+    texts, sequences, _ = imdb_test
+    picks = list(range(0, 25_000, 25_000 // SAMPLE))
+    expected = offline(models_dir, "imdb").predict_on_batch(multi_hot(sequences[i] for i in picks))
+    answer = api.post("/imdb/predict", json={"texts": [texts[i] for i in picks]}).json()
+    served = np.array([p["probability"] for p in answer["predictions"]])
+    assert len(served) >= 200
+    np.testing.assert_allclose(served, np.asarray(expected)[:, 0], rtol=0, atol=1e-5)
+
+
+def test_api_on_raw_newswires_equals_the_offline_model_on_keras_sequences(api, reuters_test, models_dir):
+    texts, sequences, _ = reuters_test
+    picks = list(range(0, 2_246, 2_246 // SAMPLE))[:SAMPLE]
+    expected = offline(models_dir, "reuters").predict_on_batch(multi_hot(sequences[i] for i in picks))
+    answer = api.post("/reuters/predict", json={"texts": [texts[i] for i in picks]}).json()
+    served = np.array([p["probabilities"] for p in answer["predictions"]])
+    assert served.shape == (SAMPLE, 46)
+    np.testing.assert_allclose(served, np.asarray(expected), rtol=0, atol=1e-5)
+
+
+def test_api_on_the_102_boston_test_rows_gives_the_recorded_mae(api, keras_data, models_dir):
+    split = load_boston(DataSource(keras_data))
+    answer = api.post("/boston/predict", json={"instances": split.x_test.tolist()}).json()
+    prices = np.array([p["price"] for p in answer["predictions"]])
+    recorded = json.loads((models_dir / "boston" / "metadata.json").read_text())["metrics"]
+    assert len(prices) == 102
+    assert abs(np.mean(np.abs(prices - split.y_test)) - recorded["test_mae"]) < 1e-4
+
+
+NUMPY_BACKEND_OUTPUTS = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "numpy"
+import keras, numpy as np
+inputs = np.load(sys.argv[1])
+outputs = {name: np.asarray(keras.saving.load_model(f"{sys.argv[2]}/{name}/model.keras",
+           compile=False, safe_mode=True)(inputs[name])) for name in inputs.files}
+np.savez(sys.argv[3], **outputs)
+"""
+
+
+def test_tensorflow_and_serving_backend_give_the_same_outputs(imdb_test, reuters_test, keras_data,
+                                                              models_dir, tmp_path):
+    import keras
+
+    assert keras.backend.backend() == "tensorflow", "run the test suite with TensorFlow installed"
+    picks = range(0, 2_000, 10)
+    inputs = {
+        "imdb": multi_hot(imdb_test[1][i] for i in picks),
+        "reuters": multi_hot(reuters_test[1][i] for i in picks),
+        "boston": load_boston(DataSource(keras_data)).x_test.astype("float32"),
+    }
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    subprocess.run(
+        [sys.executable, "-c", NUMPY_BACKEND_OUTPUTS, tmp_path / "inputs.npz", models_dir,
+         tmp_path / "outputs.npz"], check=True, timeout=120,
+    )  # fmt: skip
+    numpy_outputs = np.load(tmp_path / "outputs.npz")
+    for name, x in inputs.items():
+        tensorflow_output = np.asarray(offline(models_dir, name)(x))
+        # Probabilities agree within 1e-6. Prices (~20, in $1000s) are float32, whose spacing
+        # there is 2e-6: they agree within 1e-6 relative, a tenth of a cent.
+        tolerance = {"rtol": 1e-6, "atol": 0} if name == "boston" else {"rtol": 0, "atol": 1e-6}
+        np.testing.assert_allclose(numpy_outputs[name], tensorflow_output, err_msg=name, **tolerance)
