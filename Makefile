@@ -1,6 +1,6 @@
 # The two commands of the README, for a fresh machine with Python 3.11+ and pip:
 #   make serve   set up .venv (serving dependencies) and serve models/ on http://127.0.0.1:8000
-#   make test    set up .venv (+ train and test extras, hadolint, docker-compose) and run pytest
+#   make test    set up .venv (+ train and test extras, hadolint; docker-compose and wrk) and run pytest
 # Both are idempotent: the install steps re-run only when pyproject.toml changes.
 #
 # Variables: PYTHON (the interpreter that creates .venv; default: the first of python3,
@@ -46,17 +46,22 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -e ".[train,test]"
 	@touch $@ $(VENV)/.installed-serve
 
-# docker-compose (to validate docker-compose.yml) comes from Debian's package, as the PyPI one
-# no longer builds on Python 3.11. It is installed only when missing, as root, with apt-get;
-# elsewhere the compose test skips and says why.
+# System tools the tests use, from Debian's packages: docker-compose (validates
+# docker-compose.yml; the PyPI one no longer builds on Python 3.11) and wrk (the load test's
+# generator, in C so it does not starve the server of the cores). Installed only when missing,
+# as root, with apt-get; elsewhere the tests that need them skip and say why.
+DEB_TOOLS := docker-compose wrk
+
 tools:
-	@if ! command -v docker-compose >/dev/null 2>&1; then \
+	@missing=""; for tool in $(DEB_TOOLS); do \
+		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing docker-compose (Debian package) to validate docker-compose.yml"; \
+			echo "installing$$missing (Debian packages) for the tests"; \
 			export DEBIAN_FRONTEND=noninteractive; \
-			apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "note: docker-compose is not installed (and this is not root with apt-get): the compose test will skip"; \
+			echo "note:$$missing not installed (and this is not root with apt-get): tests needing them will skip"; \
 		fi; \
 	fi
 

@@ -105,7 +105,7 @@ async def predict_imdb(body: ImdbRequest, request: Request) -> Response:
     """Probability that each review is positive (IMDB network, 10,000-word multi-hot input)."""
     state = request.app.state
     served = state.registry.get("imdb")
-    check_text_input(body, state.limits, served.word_index.max_id)
+    check_text_input(body, state.limits)
     items, characters = text_size(body)
     state.metrics.record_batch(served.name, items)
     return json_response(await compute(partial(imdb_predictions, served, body), items, characters))
@@ -127,7 +127,7 @@ async def predict_reuters(body: ReutersRequest, request: Request) -> Response:
     """The 46 topic probabilities of each newswire, its topic, and the ``top_k`` best topics."""
     state = request.app.state
     served = state.registry.get("reuters")
-    check_text_input(body, state.limits, served.word_index.max_id)
+    check_text_input(body, state.limits)
     items, characters = text_size(body)
     state.metrics.record_batch(served.name, items)
     return json_response(await compute(partial(reuters_predictions, served, body), items, characters))

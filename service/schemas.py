@@ -2,7 +2,7 @@
 
 Every request model forbids unknown keys and takes exactly one input form, so a typo such as
 ``{"txt": ...}`` is a 422 naming the field, never a silently empty prediction. Limits that come
-from settings (batch size, text length, word-id range) are checked in ``service.limits`` with
+from settings (batch size, text length) are checked in ``service.limits`` with
 the same 422 shape, because pydantic models are built before the settings are read.
 """
 
@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 FEATURE_NAMES = (
     "CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT",
@@ -29,14 +37,34 @@ SAMPLE_FEATURES = [
     1.23247, 0.0, 8.14, 0.0, 0.538, 6.142, 91.7, 3.9769, 4.0, 307.0, 21.0, 396.9, 18.72,
 ]  # fmt: skip
 
-FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False)]
-"""A JSON number that is finite: no NaN, no Infinity (nor 1e400, which parses to it), no strings."""
-WordId = Annotated[StrictInt, Field(ge=0)]
-"""A Keras word id: a non-negative JSON integer (no floats, no booleans)."""
+MAX_FEATURE = 1e9
+FiniteNumber = Annotated[
+    StrictFloat, Field(allow_inf_nan=False, ge=-MAX_FEATURE, le=MAX_FEATURE)
+]
+"""A housing feature: a finite JSON number (no NaN, no Infinity, nor 1e400 which parses to it,
+no strings) within ±1e9, far past any real district yet safely inside float32's range."""
+MAX_WORD_ID = 2**31 - 1
+
+
+def _integral_float_to_int(value: object) -> object:
+    """JSON Schema counts 14.0 as an integer; so do we. 14.5, "14" and true stay errors."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WordId = Annotated[StrictInt, Field(ge=0, le=MAX_WORD_ID), BeforeValidator(_integral_float_to_int)]
+"""A Keras word id: a JSON integer from 0 to 2**31 - 1 (no fractions, strings or booleans)."""
 NonEmptyText = Annotated[str, Field(min_length=1)]
 
 
+def exactly_one_of(forms: tuple[str, ...], examples: list[dict]) -> dict:
+    """The JSON Schema side of ``_Input``'s rule, so generated clients and fuzzers know it too."""
+    return {"oneOf": [{"required": [form]} for form in forms], "examples": examples}
+
+
 class _Input(BaseModel):
+    """Exactly one input form. The form fields default to absent but are never nullable:
+    ``{"text": null}`` is a 422, and the documented schema says so."""
+
     model_config = ConfigDict(extra="forbid")
 
     input_forms: ClassVar[tuple[str, ...]] = ()
@@ -56,16 +84,17 @@ class TextInput(_Input):
 
     input_forms = ("text", "texts", "sequences")
 
-    text: NonEmptyText | None = Field(None, description="One raw text.")
-    texts: list[NonEmptyText] | None = Field(
+    text: NonEmptyText = Field(None, description="One raw text.")  # type: ignore[assignment]
+    texts: list[NonEmptyText] = Field(  # type: ignore[assignment]
         None, min_length=1, description="Raw texts; at most MAX_BATCH_SIZE (default 1,000)."
     )
-    sequences: list[list[WordId]] | None = Field(
+    sequences: list[list[WordId]] = Field(  # type: ignore[assignment]
         None,
         min_length=1,
         description=(
             "Keras word-id sequences (rank + 3; 1 start, 2 out of vocabulary, 0 padding is "
-            "ignored); ids at or past 10,000 count as out of vocabulary."
+            "ignored); ids at or past 10,000 count as out of vocabulary, as in Keras' "
+            "load_data(num_words=10000); at most MAX_TEXT_CHARS ids per sequence."
         ),
     )
 
@@ -79,17 +108,23 @@ class TextInput(_Input):
 class ImdbRequest(TextInput):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"text": SAMPLE_REVIEW}, {"texts": [SAMPLE_REVIEW, "Dull."]}]},
+        json_schema_extra=exactly_one_of(
+            TextInput.input_forms, [{"text": SAMPLE_REVIEW}, {"texts": [SAMPLE_REVIEW, "Dull."]}]
+        ),
     )
 
 
 class ReutersRequest(TextInput):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"text": SAMPLE_NEWSWIRE, "top_k": 3}]},
+        json_schema_extra=exactly_one_of(
+            TextInput.input_forms, [{"text": SAMPLE_NEWSWIRE, "top_k": 3}]
+        ),
     )
 
-    top_k: StrictInt = Field(3, ge=1, le=46, description="How many best topics to list under 'top'.")
+    top_k: Annotated[StrictInt, Field(ge=1, le=46), BeforeValidator(_integral_float_to_int)] = Field(
+        3, description="How many best topics to list under 'top'."
+    )
 
 
 class HousingRecord(BaseModel):
@@ -123,18 +158,18 @@ class BostonRequest(_Input):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"features": SAMPLE_FEATURES},
-                {"records": [dict(zip(FEATURE_NAMES, SAMPLE_FEATURES))]},
-            ]
-        },
+        json_schema_extra=exactly_one_of(
+            ("features", "instances", "records"),
+            [{"features": SAMPLE_FEATURES}, {"records": [dict(zip(FEATURE_NAMES, SAMPLE_FEATURES))]}],
+        ),
     )
     input_forms = ("features", "instances", "records")
 
-    features: Row | None = Field(None, description=f"13 raw numbers in the order {', '.join(FEATURE_NAMES)}.")
-    instances: list[Row] | None = Field(None, min_length=1, description="Rows of 13 raw numbers.")
-    records: list[HousingRecord] | None = Field(None, min_length=1, description="Named rows.")
+    features: Row = Field(  # type: ignore[assignment]
+        None, description=f"13 raw numbers in the order {', '.join(FEATURE_NAMES)}."
+    )
+    instances: list[Row] = Field(None, min_length=1, description="Rows of 13 raw numbers.")  # type: ignore[assignment]
+    records: list[HousingRecord] = Field(None, min_length=1, description="Named rows.")  # type: ignore[assignment]
 
     def rows(self) -> list[list[float]]:
         """The inputs as a batch of 13-number rows, in order."""

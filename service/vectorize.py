@@ -60,9 +60,6 @@ class WordIndex:
         if num_words <= INDEX_FROM:
             raise ValueError(f"num_words must be greater than {INDEX_FROM}, got {num_words}")
         self.num_words = num_words
-        self.size = len(word_index)
-        self.max_id = max(word_index.values(), default=0) + INDEX_FROM
-        """The largest id a Keras sequence of this dataset can hold before the ``num_words`` cut."""
         self._ids: dict[str, int] = {
             word: capped_id(rank + INDEX_FROM, num_words) for word, rank in word_index.items()
         }
