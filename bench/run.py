@@ -475,6 +475,7 @@ def bench_server(
 
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in server.command]
+    result["cold_starts_s"] = repeated_cold_starts(server, command, port, args)
     log_path = OUT_DIR / "logs" / f"{server.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log(f"{server.name}: starting on {HOST}:{port}: {shlex.join(command)}")
@@ -512,6 +513,34 @@ def bench_server(
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         result["log_tail"] = tail
     return result
+
+
+def repeated_cold_starts(
+    server: Server, command: list[str], port: int, args: argparse.Namespace
+) -> list[float]:
+    """Start, wait for /readyz 200, stop: ``--cold-starts`` times. One start is noisy (page
+    cache, scheduler); the report gives the median with the spread."""
+    times = []
+    for _ in range(args.cold_starts):
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, cwd=server.cwd, env=server.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = started + args.ready_timeout
+            while time.perf_counter() < deadline and process.poll() is None:
+                try:
+                    if http_request(port, "GET", "/readyz", timeout=1.0)[0] == 200:
+                        times.append(time.perf_counter() - started)
+                        break
+                except (OSError, http.client.HTTPException):
+                    pass
+                time.sleep(0.01)
+        finally:
+            stop(process)
+    log(f"{server.name}: cold starts {', '.join(f'{t:.2f}' for t in times)} s")
+    return times
 
 
 def _measure(
@@ -904,7 +933,7 @@ def render(report: dict) -> str:
         "## Batch, start-up, memory, install size",
         "",
         f"| server | batch of {report['batch_size']} raw reviews (median of {report['batch_requests']}) "
-        "| cold start (to /readyz 200) | RSS when ready | peak RSS after the load | processes "
+        "| cold start (to /readyz 200): median of the repeated starts (min–max; first start) | RSS when ready | peak RSS after the load | processes "
         "| installed size (site-packages) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -918,6 +947,10 @@ def render(report: dict) -> str:
             else (f"failed: {batch['error'][:60]}" if "error" in batch else "–")
         )
         cold = f"{s['cold_start_s']:.2f} s" if "cold_start_s" in s else "–"
+        if s.get("cold_starts_s"):
+            runs = s["cold_starts_s"]
+            cold = (f"{statistics.median(runs):.2f} s ({min(runs):.2f}–{max(runs):.2f}; "
+                    f"first {s.get('cold_start_s', float('nan')):.2f} s)")  # fmt: skip
         rss = f"{s['rss_ready_kib'] * 1024 / 1e6:,.0f} MB" if "rss_ready_kib" in s else "–"
         peak = f"{s['peak_rss_kib'] * 1024 / 1e6:,.0f} MB" if "peak_rss_kib" in s else "–"
         size = f"{sizes[name]:,.0f} MB" if sizes.get(name) else "–"
@@ -1025,7 +1058,8 @@ def targets(report: dict) -> list[str]:
         "low",
         " ms",
     )
-    cold = ours.get("cold_start_s")
+    cold = (statistics.median(ours["cold_starts_s"]) if ours.get("cold_starts_s")
+            else ours.get("cold_start_s"))  # fmt: skip
     add("cold start < 10 s (performance issue)", cold, 10, "low", " s")
     add("cold start ≤ 1.5 s (lean-serving issue)", cold, 1.5, "low", " s")
     peak = ours.get("peak_rss_kib")
@@ -1083,6 +1117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ready-timeout", type=float, default=180.0, help="seconds to wait for /readyz"
     )
+    parser.add_argument(
+        "--cold-starts", type=int, default=5,
+        help="extra start-to-ready-to-stop cycles per server; the report gives their median",
+    )  # fmt: skip
     parser.add_argument("--models-dir", type=Path, default=REPO_DIR / "models")
     parser.add_argument(
         "--data-dir",

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from service.content_type import RequireJson
 from service.limits import Limits
+from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import ModelUnavailable, Registry
@@ -46,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reasons = "; ".join(f"{name}: {reason}" for name, reason in registry.failures.items())
         raise NoModelServed(f"REQUIRE_MODELS={required.value} not met ({reasons})")
     app.state.registry = registry
+    release_free_memory()
     yield
 
 

@@ -71,13 +71,18 @@ class ServedModel:
     def predict_texts(self, texts: list[str]) -> np.ndarray:
         """Raw texts → word ids (the shared ``service.vectorize``) → one forward pass."""
         assert self.word_index is not None, f"{self.name} does not read text"
-        return self.predict_sequences([self.word_index.encode(text) for text in texts])
+        encode, num_words = self.word_index.encode, self.word_index.num_words
+        # One text's ids at a time: a batch of 1,000 reviews never holds all its token lists.
+        return self._predict_positions([hot_positions(encode(text), num_words) for text in texts])
 
     def predict_sequences(self, sequences: list[list[int]]) -> np.ndarray:
         """Keras word-id sequences → their multi-hot rows → one forward pass over the batch."""
         assert self.word_index is not None, f"{self.name} does not read word ids"
         num_words = self.word_index.num_words
-        positions = [hot_positions(sequence, num_words) for sequence in sequences]
+        return self._predict_positions([hot_positions(s, num_words) for s in sequences])
+
+    def _predict_positions(self, positions: list[np.ndarray]) -> np.ndarray:
+        num_words = self.word_index.num_words  # type: ignore[union-attr]
         if self.network is not None and self.network.reads_positions:
             return self.network.from_positions(positions)
         return self.predict(rows_from_positions(positions, num_words))

@@ -19,7 +19,7 @@ The rules reproduce how the Keras IMDB and Reuters datasets were built (a 2015 K
   starts with :data:`START_ID`.
 
 With these rules, the raw texts of all 25,000 IMDB test reviews and all 11,228 Reuters
-newswires give exactly the Keras sequences (see ``tests/test_vectorize_parity.py``).
+newswires give exactly the Keras sequences (see ``tests/test_parity.py``).
 """
 
 from __future__ import annotations
@@ -63,25 +63,11 @@ class WordIndex:
         self._ids: dict[str, int] = {
             word: capped_id(rank + INDEX_FROM, num_words) for word, rank in word_index.items()
         }
-        self._words: dict[int, str] = {
-            rank + INDEX_FROM: word
-            for word, rank in word_index.items()
-            if rank + INDEX_FROM < num_words
-        }
 
     def encode(self, text: str) -> list[int]:
         """Raw text → Keras word-id sequence (start id first, OOV capped, unknown words dropped)."""
         ids = self._ids
         return [START_ID, *(ids[word] for word in tokenize(text) if word in ids)]
-
-    def count_unknown(self, text: str) -> int:
-        """How many words of ``text`` never reach the model as their own id (dropped or OOV)."""
-        ids = self._ids
-        return sum(1 for word in tokenize(text) if ids.get(word, OOV_ID) == OOV_ID)
-
-    def word(self, word_id: int) -> str | None:
-        """The word behind an id below ``num_words``; ``None`` for pad, start, OOV."""
-        return self._words.get(word_id)
 
 
 def capped_id(word_id: int, num_words: int = NUM_WORDS) -> int:

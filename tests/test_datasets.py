@@ -91,3 +91,28 @@ def _no_network(*args, **kwargs):
 def test_labels_are_float_for_imdb_and_class_ids_for_reuters(source):
     assert load_imdb(source).y_test.dtype == np.float32
     assert set(np.unique(load_reuters(source).y_test)) <= set(range(46))
+
+
+@pytest.mark.parametrize(
+    ("name", "keras_hash"),
+    [
+        ("imdb.npz", "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),
+        ("reuters_word_index.json", "4d44cc38712099c9e383dc6e5f11a921"),
+    ],
+)
+def test_a_download_is_checked_against_keras_own_hash(tmp_path, monkeypatch, name, keras_hash):
+    asked = {}
+
+    def fake_get_file(fname, origin, file_hash):
+        asked.update(fname=fname, origin=origin, file_hash=file_hash)
+        raise OSError("no network here")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr("keras.utils.get_file", fake_get_file)
+    with pytest.raises(DataError, match=f"copy it into {tmp_path / 'keras-home' / 'datasets'}"):
+        DataSource(tmp_path / "data").path(name)
+    assert asked == {
+        "fname": name,
+        "origin": f"https://storage.googleapis.com/tensorflow/tf-keras-datasets/{name}",
+        "file_hash": keras_hash,
+    }

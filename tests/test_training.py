@@ -48,6 +48,15 @@ def test_the_model_card_lists_the_hash_of_every_other_file(small_boston_artifact
     assert metadata["dataset"]["files"]["boston_housing.npz"].startswith("f553886a")
 
 
+def test_the_boston_model_card_gives_each_feature_its_unit_and_training_range(small_boston_artifact):
+    folder, _, split = small_boston_artifact
+    features = read_verified_metadata(folder)["features"]
+    assert [f["name"] for f in features][:3] == ["CRIM", "ZN", "INDUS"]
+    assert all(f["unit"] for f in features)
+    assert features[5]["unit"] == "rooms"
+    assert features[5]["train_min"] == float(split.x_train[:, 5].min())
+
+
 def test_a_tampered_artifact_is_refused(small_boston_artifact, tmp_path):
     folder, _, _ = small_boston_artifact
     copy = shutil.copytree(folder, tmp_path / "boston")

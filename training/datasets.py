@@ -34,14 +34,16 @@ class DataFile:
     """A dataset file and the digests we accept for it (Keras' own, and our rebuilt copy's)."""
 
     name: str
+    keras_hash: str
+    """The ``file_hash`` Keras' own loader passes to ``get_file``: what a download must match."""
     sha256: tuple[str, ...] = ()
     md5: tuple[str, ...] = ()
-    downloadable: bool = True
 
 
 FILES = {
     "imdb.npz": DataFile(
         "imdb.npz",
+        "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f",
         sha256=(
             "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f",  # Keras
             "6814c0beea01878740d178d45caaf84fa878f5f452bd5f6bb6b5e3add8655f32",  # rebuilt
@@ -49,11 +51,13 @@ FILES = {
     ),
     "imdb_word_index.json": DataFile(
         "imdb_word_index.json",
+        "bfafd718b763782e994055a2d397834f",
         sha256=("027313fe9a320280f3bf0fac5baf58c4a683cf39a7ed9c3d3d3912bde4284cf6",),
         md5=("bfafd718b763782e994055a2d397834f",),
     ),
     "reuters.npz": DataFile(
         "reuters.npz",
+        "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916",
         sha256=(
             "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916",  # Keras
             "8c1255c498914fa00e37f1820ec96e290f5a247b63a858ac7b24ca809504e13a",  # rebuilt
@@ -61,11 +65,13 @@ FILES = {
     ),
     "reuters_word_index.json": DataFile(
         "reuters_word_index.json",
+        "4d44cc38712099c9e383dc6e5f11a921",
         sha256=("685a7fac87c6d48e00bcdaff2f51635d71b5be48bdf35a8afb4cdbcf54f7bf80",),  # rebuilt
         md5=("4d44cc38712099c9e383dc6e5f11a921",),  # Keras
     ),
     "boston_housing.npz": DataFile(
         "boston_housing.npz",
+        "f553886a1f8d56431e820c5b82552d9d95cfcb96d1e678153f8839538947dff5",
         sha256=("f553886a1f8d56431e820c5b82552d9d95cfcb96d1e678153f8839538947dff5",),
     ),
 }
@@ -88,8 +94,7 @@ class DataSource:
         return cls(Path(configured).expanduser() if configured else None)
 
     def folders(self) -> list[Path]:
-        keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
-        return [folder for folder in (self.data_dir, keras_home / "datasets") if folder]
+        return [folder for folder in (self.data_dir, keras_cache()) if folder]
 
     def path(self, name: str) -> Path:
         """The checked local path of a dataset file, downloading it through Keras if we may."""
@@ -102,6 +107,11 @@ class DataSource:
         downloaded = _download(spec, self.folders())
         self.used[name] = _check(downloaded, spec)
         return downloaded
+
+
+def keras_cache() -> Path:
+    """Keras' download cache: ``$KERAS_HOME/datasets``, by default ``~/.keras/datasets``."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
 
 
 def _digest(path: Path, algorithm: str) -> str:
@@ -127,13 +137,13 @@ def _download(spec: DataFile, folders: list[Path]) -> Path:
     looked = ", ".join(str(folder / spec.name) for folder in folders)
     hint = (
         f"{spec.name} was not found (looked in: {looked}). Put the file in a folder and pass "
-        f"--data-dir FOLDER (or set {DATA_DIR_VARIABLE}), or copy it into ~/.keras/datasets/."
+        f"--data-dir FOLDER (or set {DATA_DIR_VARIABLE}), or copy it into {keras_cache()}/."
     )
     try:
         import keras
 
         fetched = keras.utils.get_file(
-            spec.name, origin=KERAS_ORIGIN + spec.name, file_hash=(spec.sha256 or spec.md5)[0]
+            spec.name, origin=KERAS_ORIGIN + spec.name, file_hash=spec.keras_hash
         )
     except Exception as error:  # no network, refused hash, disk full: one clear message
         raise DataError(f"{hint} Downloading it from Keras failed too: {error}") from None

@@ -45,6 +45,15 @@ def text_preprocessing(word_index: dict[str, int]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+FEATURE_UNITS = {
+    "CRIM": "crimes per capita", "ZN": "%", "INDUS": "%", "CHAS": "0 or 1",
+    "NOX": "parts per 10 million", "RM": "rooms", "AGE": "%", "DIS": "weighted distance (index)",
+    "RAD": "index", "TAX": "dollars per $10,000", "PTRATIO": "pupils per teacher",
+    "B": "index", "LSTAT": "%",
+}  # fmt: skip
+"""The unit of each Boston feature, for the model card (the dataset itself carries none)."""
+
+
 def boston_features(split: Split) -> list[dict[str, Any]]:
     """Name, meaning and training range of each feature: the service flags values outside it."""
     x = np.asarray(split.x_train, dtype="float64")
@@ -52,6 +61,7 @@ def boston_features(split: Split) -> list[dict[str, Any]]:
         {
             "name": name,
             "description": HousingRecord.model_fields[name].description,
+            "unit": FEATURE_UNITS[name],
             "train_min": float(x[:, i].min()), "train_max": float(x[:, i].max()),
             "train_mean": float(x[:, i].mean()), "train_std": float(x[:, i].std()),
         }  # fmt: skip

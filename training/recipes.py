@@ -41,8 +41,11 @@ def dense_stack(
     inputs: int, hidden: list[int], outputs: int, activation: str, final: str | None, name: str
 ) -> keras.Model:
     layers: list[keras.layers.Layer] = [keras.Input((inputs,), name="multi_hot")]
-    layers += [keras.layers.Dense(units, activation=activation) for units in hidden]
-    layers.append(keras.layers.Dense(outputs, activation=final))
+    layers += [
+        keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
+        for i, units in enumerate(hidden, start=1)
+    ]
+    layers.append(keras.layers.Dense(outputs, activation=final, name="output"))
     return keras.Sequential(layers, name=name)
 
 
@@ -136,9 +139,9 @@ def build_boston_model(x_train: np.ndarray) -> keras.Model:
         [
             keras.Input((len(FEATURE_NAMES),), name="features"),
             normalization,
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(1),
+            keras.layers.Dense(64, activation="relu", name="hidden_1"),
+            keras.layers.Dense(64, activation="relu", name="hidden_2"),
+            keras.layers.Dense(1, name="price"),
         ],
         name="boston",
     )
