@@ -121,21 +121,25 @@ def test_require_models_all_exits_when_one_is_broken(tmp_path, models_copy):
 def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tmp_path, models_dir):
     server = start_server(tmp_path / "server.log", env={"GRACEFUL_TIMEOUT": "20"})
     wait_until_ready(server)
-    batch = {"texts": ["a long and winding review of a film " * 40] * 1000}
+    batch = {"texts": ["a long and winding review of a film " * 110] * 1000}  # 4 MB, ~0.5 s
     results: list[int] = []
 
     def call() -> None:
         with httpx.Client(timeout=60) as client:
             results.append(client.post(server.url + "/imdb/predict", json=batch).status_code)
 
-    callers = [threading.Thread(target=call) for _ in range(6)]
+    callers = [threading.Thread(target=call) for _ in range(4)]
     for caller in callers:
         caller.start()
-    time.sleep(0.3)  # the requests are in flight (each batch takes a while on 2 cores)
+    time.sleep(0.5)  # all four are sent and being served (each batch takes ~0.5 s here)
     server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    with pytest.raises(httpx.ConnectError):  # draining: no new connection is accepted...
+        httpx.get(server.url + "/healthz", timeout=2)
+    assert len(results) < len(callers)  # ...while the earlier requests are still being served
     for caller in callers:
         caller.join(60)
-    assert results == [200] * 6
+    assert results == [200] * 4
     assert server.process.wait(30) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url + "/healthz", timeout=2)
