@@ -48,9 +48,10 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 
 # System tools the tests use, from Debian's packages: docker-compose (validates
 # docker-compose.yml; the PyPI one no longer builds on Python 3.11) and wrk (the load test's
-# generator, in C so it does not starve the server of the cores). Installed only when missing,
+# generator, in C so it does not starve the server of the cores) and chromium (the page's
+# browser tests, driven by Playwright). Installed only when missing,
 # as root, with apt-get; elsewhere the tests that need them skip and say why.
-DEB_TOOLS := docker-compose wrk
+DEB_TOOLS := docker-compose wrk chromium
 
 tools:
 	@missing=""; for tool in $(DEB_TOOLS); do \

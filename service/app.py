@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,6 +22,8 @@ from service.routes import predict, probes
 from service.settings import RequireModels, Settings
 
 logger = logging.getLogger("service.app")
+
+PAGE = Path(__file__).parent / "static" / "index.html"
 
 DESCRIPTION = """
 The three Keras networks of *Deep Learning with Python*, chapter 3, trained on the real
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = Limits(settings.max_batch_size, settings.max_text_chars)
     app.state.metrics = Metrics()
     app.state.registry = Registry()
+    app.state.page = PAGE.read_bytes()
     app.include_router(predict)
     app.include_router(probes)
     app.add_exception_handler(ModelUnavailable, model_unavailable)

@@ -73,15 +73,16 @@ class ServedModel:
         assert self.word_index is not None, f"{self.name} does not read text"
         encode, num_words = self.word_index.encode, self.word_index.num_words
         # One text's ids at a time: a batch of 1,000 reviews never holds all its token lists.
-        return self._predict_positions([hot_positions(encode(text), num_words) for text in texts])
+        return self.predict_positions([hot_positions(encode(text), num_words) for text in texts])
 
     def predict_sequences(self, sequences: list[list[int]]) -> np.ndarray:
         """Keras word-id sequences → their multi-hot rows → one forward pass over the batch."""
         assert self.word_index is not None, f"{self.name} does not read word ids"
         num_words = self.word_index.num_words
-        return self._predict_positions([hot_positions(s, num_words) for s in sequences])
+        return self.predict_positions([hot_positions(s, num_words) for s in sequences])
 
-    def _predict_positions(self, positions: list[np.ndarray]) -> np.ndarray:
+    def predict_positions(self, positions: list[np.ndarray]) -> np.ndarray:
+        """Multi-hot rows given by their 1-positions (``hot_positions``) → one forward pass."""
         num_words = self.word_index.num_words  # type: ignore[union-attr]
         if self.network is not None and self.network.reads_positions:
             return self.network.from_positions(positions)

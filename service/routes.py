@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.artifacts import MODEL_NAMES
+from service.explain import explain_features, explain_words, unknown_in_sequence
 from service.limits import check_boston_input, check_text_input
 from service.metrics import Metrics
 from service.registry import Registry, ServedModel
@@ -35,6 +36,7 @@ from service.schemas import (
     ReutersRequest,
     ReutersResponse,
     SentimentPrediction,
+    TextExplanation,
     TextInput,
     TopicPrediction,
     TopicScore,
@@ -100,37 +102,48 @@ def text_size(body: TextInput) -> tuple[int, int]:
 # ~0.05 ms. The state they read is built once, in the lifespan (service.app).
 
 
-@predict.post("/imdb/predict", response_model=ImdbResponse, summary="Sentiment of movie reviews")
-async def predict_imdb(body: ImdbRequest, request: Request) -> Response:
-    """Probability that each review is positive (IMDB network, 10,000-word multi-hot input)."""
+async def answer_text_request(
+    request: Request, name: str, body: TextInput, answer: Callable[[ServedModel, Any], str]
+) -> Response:
+    """The path every text request takes: registry → limits → count → model (inline or pooled)."""
     state = request.app.state
-    served = state.registry.get("imdb")
+    served = state.registry.get(name)
     check_text_input(body, state.limits)
     items, characters = text_size(body)
     state.metrics.record_batch(served.name, items)
-    return json_response(await compute(partial(imdb_predictions, served, body), items, characters))
+    if body.explain:
+        characters *= 10  # one extra row per distinct word: keep explained batches off the loop
+    return json_response(await compute(partial(answer, served, body), items, characters))
+
+
+@predict.post("/imdb/predict", response_model=ImdbResponse, response_model_exclude_none=True,
+              summary="Sentiment of movie reviews")  # fmt: skip
+async def predict_imdb(body: ImdbRequest, request: Request) -> Response:
+    """Probability that each review is positive (IMDB network, 10,000-word multi-hot input)."""
+    return await answer_text_request(request, "imdb", body, imdb_predictions)
 
 
 def imdb_predictions(served: ServedModel, body: ImdbRequest) -> str:
     probabilities = predict_text_input(served, body)[:, 0].tolist()
-    return ImdbResponse(
-        model=model_ref(served),
-        predictions=[
-            SentimentPrediction(label="positive" if p >= 0.5 else "negative", probability=p)
-            for p in probabilities
-        ],
-    ).model_dump_json()
+    predictions = [
+        SentimentPrediction(label="positive" if p >= 0.5 else "negative", probability=p)
+        for p in probabilities
+    ]
+    if body.explain:
+        for prediction, explanation in zip(
+            predictions, explain_text_input(served, body, lambda out, i: out[:, 0])
+        ):
+            prediction.explanation = explanation
+    return ImdbResponse(model=model_ref(served), predictions=predictions).model_dump_json(
+        exclude_none=True
+    )
 
 
-@predict.post("/reuters/predict", response_model=ReutersResponse, summary="Topics of newswires")
+@predict.post("/reuters/predict", response_model=ReutersResponse, response_model_exclude_none=True,
+              summary="Topics of newswires")  # fmt: skip
 async def predict_reuters(body: ReutersRequest, request: Request) -> Response:
     """The 46 topic probabilities of each newswire, its topic, and the ``top_k`` best topics."""
-    state = request.app.state
-    served = state.registry.get("reuters")
-    check_text_input(body, state.limits)
-    items, characters = text_size(body)
-    state.metrics.record_batch(served.name, items)
-    return json_response(await compute(partial(reuters_predictions, served, body), items, characters))
+    return await answer_text_request(request, "reuters", body, reuters_predictions)
 
 
 def reuters_predictions(served: ServedModel, body: ReutersRequest) -> str:
@@ -143,10 +156,37 @@ def reuters_predictions(served: ServedModel, body: ReutersRequest) -> str:
         predictions.append(
             TopicPrediction(label=top[0].label, class_id=top[0].class_id, probabilities=row, top=top)
         )
-    return ReutersResponse(model=model_ref(served), predictions=predictions).model_dump_json()
+    if body.explain:
+        topics = [prediction.class_id for prediction in predictions]
+        for prediction, explanation in zip(
+            predictions, explain_text_input(served, body, lambda out, i: out[:, topics[i]])
+        ):
+            prediction.explanation = explanation
+    return ReutersResponse(model=model_ref(served), predictions=predictions).model_dump_json(
+        exclude_none=True
+    )
 
 
-@predict.post("/boston/predict", response_model=BostonResponse, summary="Median home values")
+def explain_text_input(
+    served: ServedModel, body: TextInput, score: Callable[[np.ndarray, int], np.ndarray]
+) -> list[TextExplanation]:
+    """One explanation per input item; ``score(outputs, item)`` picks the number explained."""
+    word_index = served.word_index
+    assert word_index is not None
+    explanations = []
+    for i, item in enumerate(body.items()):
+        if isinstance(item, str):
+            sequence, unknown = word_index.encode(item), word_index.count_unknown(item)
+        else:
+            sequence, unknown = item, unknown_in_sequence(item, word_index.num_words)
+        explanations.append(
+            explain_words(served, sequence, unknown, partial(score, i=i), body.explain_top)
+        )
+    return explanations
+
+
+@predict.post("/boston/predict", response_model=BostonResponse, response_model_exclude_none=True,
+              summary="Median home values")  # fmt: skip
 async def predict_boston(body: BostonRequest, request: Request) -> Response:
     """Median home value of each district from its 13 raw features (normalized inside the model)."""
     state = request.app.state
@@ -154,10 +194,11 @@ async def predict_boston(body: BostonRequest, request: Request) -> Response:
     check_boston_input(body, state.limits)
     rows = body.rows()
     state.metrics.record_batch(served.name, len(rows))
-    return json_response(await compute(partial(boston_predictions, served, rows), len(rows)))
+    work = partial(boston_predictions, served, rows, body.explain)
+    return json_response(await compute(work, len(rows) * (14 if body.explain else 1)))
 
 
-def boston_predictions(served: ServedModel, rows: list[list[float]]) -> str:
+def boston_predictions(served: ServedModel, rows: list[list[float]], explain: bool) -> str:
     features = np.asarray(rows, dtype=np.float64)
     prices = served.predict(features.astype(np.float32))[:, 0].tolist()
     names = [feature["name"] for feature in served.features]
@@ -171,10 +212,17 @@ def boston_predictions(served: ServedModel, rows: list[list[float]]) -> str:
                 price=price,
                 price_usd=round(price * 1000, 2),
                 out_of_range=[name for name, out in zip(names, flags) if out],
+                explanation=explain_features(served, row) if explain else None,
             )
-            for price, flags in zip(prices, outside)
+            for price, flags, row in zip(prices, outside, rows)
         ],
-    ).model_dump_json()
+    ).model_dump_json(exclude_none=True)
+
+
+@probes.get("/", include_in_schema=False)
+async def page(request: Request) -> Response:
+    """The page to try the three models (service/static/index.html: no build, no CDN)."""
+    return Response(request.app.state.page, media_type="text/html; charset=utf-8")
 
 
 @probes.get("/healthz", summary="Liveness: the process answers")

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     model_validator,
@@ -98,6 +99,13 @@ class TextInput(_Input):
         ),
     )
 
+    explain: StrictBool = Field(
+        False, description="Add each input's words with their exact effect on the prediction."
+    )
+    explain_top: Annotated[
+        StrictInt, Field(ge=1, le=10_000), BeforeValidator(_integral_float_to_int)
+    ] = Field(10, description="How many words the explanation lists, largest effect first.")
+
     def items(self) -> list[str] | list[list[int]]:
         """The inputs as a batch, in order."""
         if self.text is not None:
@@ -109,7 +117,12 @@ class ImdbRequest(TextInput):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra=exactly_one_of(
-            TextInput.input_forms, [{"text": SAMPLE_REVIEW}, {"texts": [SAMPLE_REVIEW, "Dull."]}]
+            TextInput.input_forms,
+            [
+                {"text": SAMPLE_REVIEW},
+                {"texts": [SAMPLE_REVIEW, "Dull."]},
+                {"text": SAMPLE_REVIEW, "explain": True, "explain_top": 5},
+            ],
         ),
     )
 
@@ -118,7 +131,8 @@ class ReutersRequest(TextInput):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra=exactly_one_of(
-            TextInput.input_forms, [{"text": SAMPLE_NEWSWIRE, "top_k": 3}]
+            TextInput.input_forms,
+            [{"text": SAMPLE_NEWSWIRE, "top_k": 3}, {"text": SAMPLE_NEWSWIRE, "explain": True}],
         ),
     )
 
@@ -160,7 +174,11 @@ class BostonRequest(_Input):
         extra="forbid",
         json_schema_extra=exactly_one_of(
             ("features", "instances", "records"),
-            [{"features": SAMPLE_FEATURES}, {"records": [dict(zip(FEATURE_NAMES, SAMPLE_FEATURES))]}],
+            [
+                {"features": SAMPLE_FEATURES},
+                {"records": [dict(zip(FEATURE_NAMES, SAMPLE_FEATURES))]},
+                {"features": SAMPLE_FEATURES, "explain": True},
+            ],
         ),
     )
     input_forms = ("features", "instances", "records")
@@ -170,6 +188,9 @@ class BostonRequest(_Input):
     )
     instances: list[Row] = Field(None, min_length=1, description="Rows of 13 raw numbers.")  # type: ignore[assignment]
     records: list[HousingRecord] = Field(None, min_length=1, description="Named rows.")  # type: ignore[assignment]
+    explain: StrictBool = Field(
+        False, description="Add each feature's effect: the price minus the price at its mean."
+    )
 
     def rows(self) -> list[list[float]]:
         """The inputs as a batch of 13-number rows, in order."""
@@ -185,9 +206,37 @@ class ModelRef(BaseModel):
     version: str
 
 
+class WordEffect(BaseModel):
+    word: str
+    effect: float = Field(
+        description="The prediction minus the prediction with this word removed (all its uses)."
+    )
+
+
+class TextExplanation(BaseModel):
+    """Exact, not estimated: the model reads a set of words, so removing one is one model call."""
+
+    words: list[WordEffect] = Field(description="The top explain_top words, largest |effect| first.")
+    unknown_words: int = Field(
+        description="Words of the input that did not reach the model as themselves: out of the "
+        "10,000-word vocabulary or not in the word index."
+    )
+
+
+class FeatureEffect(BaseModel):
+    feature: str
+    value: float
+    effect: float = Field(
+        description="The price minus the price with this feature at its training mean ($1000s)."
+    )
+
+
 class SentimentPrediction(BaseModel):
     label: Literal["negative", "positive"] = Field(description="'positive' when probability ≥ 0.5.")
     probability: float = Field(ge=0, le=1, description="Probability that the review is positive.")
+    explanation: TextExplanation | None = Field(
+        None, description="With explain: effects on the probability of positive."
+    )
 
 
 class ImdbResponse(BaseModel):
@@ -206,6 +255,9 @@ class TopicPrediction(BaseModel):
     class_id: int = Field(ge=0, le=45)
     probabilities: list[float] = Field(description="46 probabilities in class-id order, sum 1.")
     top: list[TopicScore] = Field(description="The top_k topics, most probable first.")
+    explanation: TextExplanation | None = Field(
+        None, description="With explain: effects on the probability of the predicted topic."
+    )
 
 
 class ReutersResponse(BaseModel):
@@ -218,6 +270,9 @@ class PricePrediction(BaseModel):
     price_usd: float = Field(description="The same in dollars, to the cent.")
     out_of_range: list[str] = Field(
         description="Features outside the range seen in training: extrapolation, trust less."
+    )
+    explanation: list[FeatureEffect] | None = Field(
+        None, description="With explain: each feature's effect, largest |effect| first."
     )
 
 

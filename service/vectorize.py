@@ -63,11 +63,21 @@ class WordIndex:
         self._ids: dict[str, int] = {
             word: capped_id(rank + INDEX_FROM, num_words) for word, rank in word_index.items()
         }
+        self._words: dict[int, str] = {i: word for word, i in self._ids.items() if i != OOV_ID}
 
     def encode(self, text: str) -> list[int]:
         """Raw text → Keras word-id sequence (start id first, OOV capped, unknown words dropped)."""
         ids = self._ids
         return [START_ID, *(ids[word] for word in tokenize(text) if word in ids)]
+
+    def count_unknown(self, text: str) -> int:
+        """Words of ``text`` that never reach the model as themselves (dropped or OOV)."""
+        ids = self._ids
+        return sum(1 for word in tokenize(text) if ids.get(word, OOV_ID) == OOV_ID)
+
+    def word(self, word_id: int) -> str:
+        """The word behind an id below ``num_words`` (explanations name words, not ids)."""
+        return self._words[word_id]
 
 
 def capped_id(word_id: int, num_words: int = NUM_WORDS) -> int:

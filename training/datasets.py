@@ -88,6 +88,10 @@ class DataSource:
     data_dir: Path | None = None
     used: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir).expanduser()
+
     @classmethod
     def from_environment(cls, data_dir: str | Path | None = None) -> DataSource:
         configured = data_dir or os.environ.get(DATA_DIR_VARIABLE)
