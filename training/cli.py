@@ -51,7 +51,7 @@ DEFAULT_SEEDS = {"imdb": 1, "reuters": 1, "boston": 1}
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from training.datasets import DataSource, load_boston, load_imdb, load_reuters, load_word_index
+    from training.datasets import load_boston, load_imdb, load_reuters, load_word_index
     from training.datasets import reuters_label_names
     from training.export import write_artifact
     from training.recipes import train_boston, train_imdb, train_reuters
