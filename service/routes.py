@@ -176,7 +176,7 @@ def explain_text_input(
     explanations = []
     for i, item in enumerate(body.items()):
         if isinstance(item, str):
-            sequence, unknown = word_index.encode(item), word_index.count_unknown(item)
+            sequence, unknown = word_index.encode_counting_unknown(item)
         else:
             sequence, unknown = item, unknown_in_sequence(item, word_index.num_words)
         explanations.append(

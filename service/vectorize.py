@@ -70,10 +70,17 @@ class WordIndex:
         ids = self._ids
         return [START_ID, *(ids[word] for word in tokenize(text) if word in ids)]
 
-    def count_unknown(self, text: str) -> int:
-        """Words of ``text`` that never reach the model as themselves (dropped or OOV)."""
-        ids = self._ids
-        return sum(1 for word in tokenize(text) if ids.get(word, OOV_ID) == OOV_ID)
+    def encode_counting_unknown(self, text: str) -> tuple[list[int], int]:
+        """``encode``, plus how many words never reach the model as themselves (dropped or OOV),
+        from one tokenization (explanations report that count)."""
+        ids, sequence, unknown = self._ids, [START_ID], 0
+        for word in tokenize(text):
+            word_id = ids.get(word)
+            if word_id is not None:
+                sequence.append(word_id)
+            if word_id is None or word_id == OOV_ID:
+                unknown += 1
+        return sequence, unknown
 
     def word(self, word_id: int) -> str:
         """The word behind an id below ``num_words`` (explanations name words, not ids)."""

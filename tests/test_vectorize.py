@@ -66,3 +66,9 @@ def test_sequence_ids_past_num_words_count_as_oov_padding_is_ignored_start_is_im
 def test_negative_word_ids_are_refused():
     with pytest.raises(ValueError):
         multi_hot([[1, -3]])
+
+
+def test_encoding_can_count_the_words_that_do_not_reach_the_model_as_themselves():
+    index = WordIndex(WORD_INDEX, num_words=10_000)
+    assert index.encode_counting_unknown("The rare zzyzx film") == ([START_ID, 4, OOV_ID, 5], 2)
+    assert index.encode_counting_unknown("The rare zzyzx film")[0] == index.encode("The rare zzyzx film")
