@@ -85,7 +85,7 @@ class DataError(Exception):
 class DataSource:
     """Where to look for dataset files, and the sha256 of every file actually used."""
 
-    data_dir: Path | None = None
+    data_dir: Path | str | None = None
     used: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,8 +94,7 @@ class DataSource:
 
     @classmethod
     def from_environment(cls, data_dir: str | Path | None = None) -> DataSource:
-        configured = data_dir or os.environ.get(DATA_DIR_VARIABLE)
-        return cls(Path(configured).expanduser() if configured else None)
+        return cls(data_dir or os.environ.get(DATA_DIR_VARIABLE) or None)
 
     def folders(self) -> list[Path]:
         return [folder for folder in (self.data_dir, keras_cache()) if folder]
