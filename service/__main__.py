@@ -17,6 +17,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 
 import uvicorn  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
 
 from service.app import create_app  # noqa: E402
 from service.logs import logging_config  # noqa: E402
@@ -26,7 +27,9 @@ from service.settings import Settings  # noqa: E402
 def main() -> None:
     settings = Settings(_cli_parse_args=True)
     # Workers re-read settings from the environment: hand them the flags too.
-    os.environ.update({name.upper(): _env_value(value) for name, value in settings})
+    os.environ.update(
+        {name.upper(): _env_value(value) for name, value in settings if value is not None}
+    )
     common = {
         "host": settings.host,
         "port": settings.port,
@@ -45,6 +48,8 @@ def main() -> None:
 
 
 def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
     return str(getattr(value, "value", value))
 
 

@@ -12,14 +12,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service.admin import admin
 from service.content_type import RequireJson
 from service.limits import Limits
 from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.middleware import RequestContext
-from service.registry import ModelUnavailable, Registry
+from service.registry import ModelUnavailable, Registry, VersionNotServed
+from service.reload import Reloader
 from service.routes import predict, probes
 from service.settings import RequireModels, Settings
+from service.v2 import V2Error, v2, v2_error
 
 logger = logging.getLogger("service.app")
 
@@ -41,17 +44,20 @@ class NoModelServed(RuntimeError):
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     registry = Registry.load(settings.models_dir)
-    for name, state in registry.states().items():
-        app.state.metrics.model_ready.labels(name).set(1 if state == "ready" else 0)
+    app.state.metrics.record_registry(registry)
     required = settings.require_models
-    if (required is RequireModels.all and registry.failures) or (
+    if (required is RequireModels.all and not registry.ready) or (
         required is RequireModels.any and not registry.models
     ):
         reasons = "; ".join(f"{name}: {reason}" for name, reason in registry.failures.items())
         raise NoModelServed(f"REQUIRE_MODELS={required.value} not met ({reasons})")
     app.state.registry = registry
     release_free_memory()
-    yield
+    app.state.reloader.install_sighup()
+    try:
+        yield
+    finally:
+        app.state.reloader.uninstall_sighup()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,10 +74,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = Limits(settings.max_batch_size, settings.max_text_chars)
     app.state.metrics = Metrics()
     app.state.registry = Registry()
+    app.state.reloader = Reloader(app)
+    app.state.reload_tasks = set()
     app.state.page = PAGE.read_bytes()
     app.include_router(predict)
     app.include_router(probes)
+    app.include_router(v2)
+    app.include_router(admin)
     app.add_exception_handler(ModelUnavailable, model_unavailable)
+    app.add_exception_handler(VersionNotServed, version_not_served)
+    app.add_exception_handler(V2Error, v2_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_middleware(RequireJson)
     app.add_middleware(RequestContext, metrics=app.state.metrics, access_log=settings.access_log)
@@ -80,6 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def model_unavailable(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=503)
+
+
+async def version_not_served(request: Request, error: Exception) -> JSONResponse:
+    """404 for a version that does not exist, 503 for one on disk that failed to load."""
+    assert isinstance(error, VersionNotServed)
+    return JSONResponse({"detail": str(error)}, status_code=503 if error.failed else 404)
 
 
 async def invalid_request(request: Request, error: Exception) -> JSONResponse:

@@ -1,6 +1,11 @@
-"""The on-disk model artifact: one folder per model, written by ``training`` and read by ``service``.
+"""The on-disk model artifact: one folder per model version, written by ``training``, read by ``service``.
 
-A folder such as ``models/imdb/`` holds:
+Versions follow TF Serving's and Triton's model repositories: ``models/<name>/<version>/`` with
+``<version>`` a positive integer, the highest one served by default. A model folder that is itself
+an artifact (``models/imdb/metadata.json``, the layout before versions) is version 1. Any other
+entry (a ``.2.partial`` staging folder of a training run, a ``README``) is ignored.
+
+A version folder such as ``models/imdb/1/`` holds:
 
 * ``model.keras``: the Keras 3 native file; loads with ``safe_mode=True`` (no Lambda layers);
 * ``word_index.json`` (text models): the dataset's whole word index, word → frequency rank.
@@ -30,6 +35,34 @@ MODEL_NAMES = ("imdb", "reuters", "boston")
 
 class ArtifactError(Exception):
     """An artifact folder that must not be served, with the reason in words."""
+
+
+def is_version(entry: str) -> bool:
+    """A version folder's name: a positive integer without leading zeros (``1``, ``12``)."""
+    return entry.isascii() and entry.isdigit() and entry[0] != "0"
+
+
+def version_folders(model_folder: Path) -> dict[int, Path]:
+    """Every version folder of one model, lowest version first; ``ArtifactError`` if ambiguous."""
+    versions = {
+        int(entry.name): entry
+        for entry in model_folder.iterdir()
+        if is_version(entry.name) and entry.is_dir()
+    }
+    if (model_folder / METADATA_FILE).is_file():
+        if 1 in versions:
+            raise ArtifactError(
+                f"{model_folder} holds an artifact both in itself and in {versions[1]}: "
+                f"both would be version 1; move the files of {model_folder} into a version folder"
+            )
+        versions[1] = model_folder
+    return dict(sorted(versions.items()))
+
+
+def artifact_fingerprint(folder: Path) -> str:
+    """sha256 of ``metadata.json``, which lists the sha256 of every other file: equal fingerprints,
+    equal artifacts. A reload reuses a loaded version whose fingerprint has not changed."""
+    return sha256_file(folder / METADATA_FILE)
 
 
 def sha256_file(path: Path) -> str:

@@ -1,5 +1,8 @@
 """Predict bodies are JSON: a request that says otherwise gets 415 and the reason.
 
+It guards our ``/<model>/predict`` routes only: the V2 endpoints also take binary tensor data,
+and ``POST /admin/reload`` has no body.
+
 Without this, ``curl -d`` (which sends ``application/x-www-form-urlencoded``) would get a
 puzzling 422 about the body not being an object. Plain ASGI: a few microseconds per request.
 """
@@ -16,7 +19,7 @@ class RequireJson:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/predict"):
             content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
             media_type = content_type.split(b";", 1)[0].strip().lower()
             if media_type != b"application/json" and not media_type.endswith(b"+json"):

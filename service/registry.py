@@ -1,4 +1,5 @@
-"""Load every model artifact once at start-up, check it, warm it, and hand it to the routes.
+"""Load every model version once (at start-up, and again on a reload), check it, warm it, and
+hand it to the routes.
 
 Loading follows KServe's split of ``load`` from ``predict``: everything that can fail (a missing
 folder, a file whose sha256 changed, a Lambda layer that safe mode refuses, a fast path that
@@ -17,11 +18,15 @@ from typing import Any
 import numpy as np
 
 from service.artifacts import (
+    METADATA_FILE,
     MODEL_FILE,
     MODEL_NAMES,
     ArtifactError,
+    artifact_fingerprint,
+    is_version,
     read_verified_metadata,
     read_word_index,
+    version_folders,
 )
 from service.backend import load_keras
 from service.forward import Forward, NumpyNetwork, keras_forward, numpy_network
@@ -37,7 +42,7 @@ EXPECTED_OUTPUTS = {"imdb": 1, "reuters": 46, "boston": 1}
 
 
 class ModelUnavailable(Exception):
-    """A request for a model that is not loaded; the route answers 503 with the reason."""
+    """A request for a model with no version loaded; the route answers 503 with the reason."""
 
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"model '{name}' is not available: {reason}")
@@ -45,9 +50,23 @@ class ModelUnavailable(Exception):
         self.reason = reason
 
 
+class VersionNotServed(Exception):
+    """A request for a version this process does not serve; the route answers 404 (or 503 when
+    the version is on disk but failed to load, with the reason)."""
+
+    def __init__(self, name: str, version: str, served: list[str], reason: str | None) -> None:
+        versions = ", ".join(served) or "none"
+        because = f"it failed to load: {reason}" if reason else "there is no such version"
+        super().__init__(
+            f"version '{version[:20]}' of model '{name}' is not served ({because}); "
+            f"served versions: {versions}"
+        )
+        self.failed = reason is not None
+
+
 @dataclass(frozen=True)
 class ServedModel:
-    """One loaded, verified and warmed model with the preprocessing state it needs."""
+    """One loaded, verified and warmed model version with the preprocessing state it needs."""
 
     name: str
     version: str
@@ -55,6 +74,7 @@ class ServedModel:
     forward: Forward
     network: NumpyNetwork | None = None
     word_index: WordIndex | None = None
+    fingerprint: str = ""
 
     @property
     def labels(self) -> list[str]:
@@ -89,49 +109,117 @@ class ServedModel:
         return self.predict(rows_from_positions(positions, num_words))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Registry:
-    """The models this process serves, and the reason for each one it does not."""
+    """The model versions this process serves, and the reason for each one it does not.
 
-    models: dict[str, ServedModel] = field(default_factory=dict)
+    Immutable: a reload builds a new ``Registry`` and swaps it in with one assignment
+    (``service.reload``). A request reads the registry once and keeps the ``ServedModel`` it
+    got, so a whole batch is answered by one version even while a reload swaps them.
+
+    ``failures`` is keyed ``name`` (the model folder itself) or ``name/version``.
+    """
+
+    models: dict[str, dict[int, ServedModel]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
 
-    def get(self, name: str) -> ServedModel:
-        try:
-            return self.models[name]
-        except KeyError:
-            raise ModelUnavailable(name, self.failures.get(name, "not loaded")) from None
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The requested version, or the highest served one when ``version`` is None."""
+        versions = self.models.get(name)
+        if not versions:
+            raise ModelUnavailable(name, self.reason(name))
+        if version is None:
+            return versions[max(versions)]
+        served = versions.get(int(version)) if is_version(version) else None
+        if served is None:
+            reason = self.failures.get(f"{name}/{version}")
+            raise VersionNotServed(name, version, [str(v) for v in versions], reason)
+        return served
+
+    def versions(self, name: str) -> list[ServedModel]:
+        """The served versions of one model, lowest first."""
+        return list(self.models.get(name, {}).values())
+
+    def reason(self, name: str) -> str:
+        """Why a model has no served version, from its failures (or "not loaded")."""
+        reasons = [r for key, r in self.failures.items() if key.split("/")[0] == name]
+        return "; ".join(reasons) or "not loaded"
 
     @property
     def ready(self) -> bool:
-        return not self.failures and bool(self.models)
+        """Every model has a version to serve; a failed extra version does not make us unready."""
+        return all(self.models.get(name) for name in MODEL_NAMES)
 
     def states(self) -> dict[str, str]:
-        return {name: "ready" if name in self.models else self.failures[name] for name in MODEL_NAMES}
+        return {name: "ready" if self.models.get(name) else self.reason(name) for name in MODEL_NAMES}
+
+    def serving(self) -> dict[str, str]:
+        """The default (highest) version of each model with one, as the API names it."""
+        return {name: str(max(versions)) for name, versions in self.models.items() if versions}
 
     @classmethod
-    def load(cls, models_dir: Path) -> Registry:
-        """Load each of the three models from ``models_dir``; record, never raise, a failure."""
-        registry = cls()
+    def load(cls, models_dir: Path, previous: Registry | None = None) -> Registry:
+        """Load every version of the three models; record, never raise, a failure.
+
+        With ``previous`` (a reload), a version whose artifact is unchanged is reused as it is,
+        and nothing that serves is dropped because of a failure: a version that fails to load
+        keeps its previously loaded copy, and a model folder that cannot be read keeps all its
+        versions. Only a version folder that was removed stops being served.
+        """
+        previous = previous or cls()
+        models: dict[str, dict[int, ServedModel]] = {}
+        failures: dict[str, str] = {}
         folder_problem = _folder_problem(models_dir)
         for name in MODEL_NAMES:
-            if folder_problem:
-                registry.failures[name] = folder_problem
-                continue
+            before = previous.models.get(name, {})
             try:
-                registry.models[name] = load_model(models_dir / name, name)
-            except ArtifactError as error:
-                registry.failures[name] = str(error)
-        for name, reason in registry.failures.items():
-            logger.error("model %s not served: %s", name, reason)
-        for served in registry.models.values():
-            logger.info(
-                "model %s version %s ready (%s)",
-                served.name,
-                served.version,
-                "NumPy forward pass" if served.network else "Keras call",
-            )
+                if folder_problem:
+                    raise ArtifactError(folder_problem)
+                if not (models_dir / name).is_dir():
+                    raise ArtifactError(f"no artifact folder at {models_dir / name}")
+                folders = version_folders(models_dir / name)
+                if not folders:
+                    raise ArtifactError(f"{models_dir / name} holds no version folder (1/, 2/, ...)")
+            except (ArtifactError, OSError) as error:
+                failures[name] = _kept(str(error), bool(before))
+                models[name] = dict(before)
+                continue
+            models[name] = {}
+            for version, folder in folders.items():
+                try:
+                    models[name][version] = _load_or_reuse(folder, name, version, before.get(version))
+                except ArtifactError as error:
+                    failures[f"{name}/{version}"] = _kept(str(error), version in before)
+                    if version in before:
+                        models[name][version] = before[version]
+        registry = cls({name: versions for name, versions in models.items() if versions}, failures)
+        registry._log(previous)
         return registry
+
+    def _log(self, previous: Registry) -> None:
+        for key, reason in self.failures.items():
+            logger.error("model %s not served: %s", key, reason)
+        for served in (s for versions in self.models.values() for s in versions.values()):
+            if previous.models.get(served.name, {}).get(int(served.version)) is not served:
+                logger.info(
+                    "model %s version %s ready (%s)", served.name, served.version,
+                    "NumPy forward pass" if served.network else "Keras call",
+                )  # fmt: skip
+
+
+def _kept(reason: str, kept: bool) -> str:
+    return f"{reason} (still serving the copy loaded before)" if kept else reason
+
+
+def _load_or_reuse(folder: Path, name: str, version: int, loaded: ServedModel | None) -> ServedModel:
+    """The loaded copy when its artifact is unchanged on disk, else a fresh, verified load."""
+    try:
+        fingerprint = artifact_fingerprint(folder)
+    except OSError as error:
+        raise ArtifactError(f"{folder / METADATA_FILE} cannot be read: {error}") from None
+    if loaded is not None and loaded.fingerprint == fingerprint:
+        return loaded
+    return load_model(folder, name, str(version), fingerprint)
 
 
 def _folder_problem(models_dir: Path) -> str | None:
@@ -144,13 +232,18 @@ def _folder_problem(models_dir: Path) -> str | None:
     return None
 
 
-def load_model(folder: Path, name: str) -> ServedModel:
+def load_model(folder: Path, name: str, version: str = "1", fingerprint: str = "") -> ServedModel:
     """Verify, load (safe mode), pick the forward pass, check it and warm it; or ``ArtifactError``."""
     if not folder.is_dir():
         raise ArtifactError(f"no artifact folder at {folder}")
     metadata = read_verified_metadata(folder)
     if metadata.get("name") != name:
         raise ArtifactError(f"{folder} holds model {metadata.get('name')!r}, expected {name!r}")
+    if str(metadata.get("version", version)) != version:
+        raise ArtifactError(
+            f"{folder} is version {version} by its place but its {METADATA_FILE} says "
+            f"{metadata.get('version')!r}: retrain with --version {version} or move the folder"
+        )
     keras = load_keras()
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
@@ -164,11 +257,12 @@ def load_model(folder: Path, name: str) -> ServedModel:
     network = numpy_network(model)
     served = ServedModel(
         name=name,
-        version=str(metadata.get("version", "1")),
+        version=version,
         metadata=metadata,
         forward=network or reference,
         network=network,
         word_index=word_index,
+        fingerprint=fingerprint,
     )
     _check_and_warm(served, reference, folder)
     return served

@@ -41,6 +41,7 @@ from service.schemas import (
     TopicPrediction,
     TopicScore,
     ValidationErrorResponse,
+    VersionSummary,
 )
 
 
@@ -58,9 +59,10 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid UTF-8 or cannot be read."},
     413: {"model": ErrorResponse, "description": "The body is larger than MAX_BODY_BYTES."},
+    404: {"model": ErrorResponse, "description": "The requested version is not served."},
     415: {"model": ErrorResponse, "description": "The body is not sent as application/json."},
     422: {"model": ValidationErrorResponse, "description": "A field is missing, wrong or too big."},
-    503: {"model": ErrorResponse, "description": "The model is not loaded; the detail says why."},
+    503: {"model": ErrorResponse, "description": "The model (or version) is not loaded; why."},
 }
 
 predict = APIRouter(tags=["predict"], responses=PREDICT_ERRORS)
@@ -107,10 +109,10 @@ async def answer_text_request(
 ) -> Response:
     """The path every text request takes: registry → limits → count → model (inline or pooled)."""
     state = request.app.state
-    served = state.registry.get(name)
+    served = state.registry.get(name, body.version)
     check_text_input(body, state.limits)
     items, characters = text_size(body)
-    state.metrics.record_batch(served.name, items)
+    state.metrics.record_batch(served.name, served.version, items)
     if body.explain:
         characters *= 10  # one extra row per distinct word: keep explained batches off the loop
     return json_response(await compute(partial(answer, served, body), items, characters))
@@ -190,10 +192,10 @@ def explain_text_input(
 async def predict_boston(body: BostonRequest, request: Request) -> Response:
     """Median home value of each district from its 13 raw features (normalized inside the model)."""
     state = request.app.state
-    served = state.registry.get("boston")
+    served = state.registry.get("boston", body.version)
     check_boston_input(body, state.limits)
     rows = body.rows()
-    state.metrics.record_batch(served.name, len(rows))
+    state.metrics.record_batch(served.name, served.version, len(rows))
     work = partial(boston_predictions, served, rows, body.explain)
     return json_response(await compute(work, len(rows) * (14 if body.explain else 1)))
 
@@ -237,7 +239,10 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "At least one model is not served."}},
 )
 async def readyz(registry: RegistryDep) -> Response:
-    readiness = Readiness(ready=registry.ready, models=registry.states())
+    readiness = Readiness(
+        ready=registry.ready, models=registry.states(), serving=registry.serving(),
+        failures=registry.failures,
+    )  # fmt: skip
     return Response(
         readiness.model_dump_json(), status_code=200 if readiness.ready else 503,
         media_type="application/json",
@@ -256,32 +261,64 @@ INPUT_FORMS = {
 async def list_models(registry: RegistryDep) -> ModelList:
     summaries = []
     for name in MODEL_NAMES:
-        served = registry.models.get(name)
-        metadata = served.metadata if served else {}
+        versions = registry.versions(name)
+        default = versions[-1] if versions else None
         metric = HEADLINE_METRIC[name]
+        problems = [r for key, r in registry.failures.items() if key.split("/")[0] == name]
         summaries.append(
             ModelSummary(
                 name=name,
-                version=served.version if served else "",
-                task=metadata.get("task", ""),
-                ready=served is not None,
+                version=default.version if default else "",
+                versions=[served.version for served in versions],
+                task=default.metadata.get("task", "") if default else "",
+                ready=default is not None,
                 inputs=INPUT_FORMS[name],
-                metric={metric: metadata["metrics"][metric]} if served else {},
-                error=None if served else registry.failures.get(name),
+                metric={metric: default.metadata["metrics"][metric]} if default else {},
+                error="; ".join(problems) or None,
             )
         )
     return ModelList(models=summaries)
 
 
+CARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such model or version."},
+    503: {"model": ErrorResponse, "description": "Not loaded; the detail says why."},
+}
+
+
 @probes.get(
     "/models/{name}",
-    summary="The model card: metrics, recipe, dataset hashes, labels or features",
-    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="The default version's model card, and every served version with its metrics",
+    responses=CARD_ERRORS,
 )
 async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
+    """The model card (metrics, recipe, dataset hashes, labels or features) of the version served
+    by default, plus ``versions``: each served version with its creation time and test metrics."""
+    card = version_card(name, None, registry)
+    versions = [
+        VersionSummary(
+            version=served.version,
+            created=served.metadata.get("created", ""),
+            metrics=served.metadata.get("metrics", {}),
+        ).model_dump()
+        for served in registry.versions(name)
+    ]
+    return {**card, "versions": versions}
+
+
+@probes.get(
+    "/models/{name}/versions/{version}",
+    summary="The model card of one version",
+    responses=CARD_ERRORS,
+)
+async def model_version_card(name: str, version: str, registry: RegistryDep) -> dict[str, Any]:
+    return version_card(name, version, registry)
+
+
+def version_card(name: str, version: str | None, registry: Registry) -> dict[str, Any]:
     if name not in MODEL_NAMES:
         raise HTTPException(404, f"no model named {name[:40]!r}; models: {', '.join(MODEL_NAMES)}")
-    return registry.get(name).metadata
+    return registry.get(name, version).metadata
 
 
 @probes.get("/metrics", summary="Prometheus metrics", response_class=Response)

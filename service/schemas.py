@@ -57,6 +57,20 @@ WordId = Annotated[StrictInt, Field(ge=0, le=MAX_WORD_ID), BeforeValidator(_inte
 NonEmptyText = Annotated[str, Field(min_length=1)]
 
 
+def _version_to_text(value: object) -> object:
+    """A version may be given as 2 or "2" (or 2.0); the API names versions as strings."""
+    value = _integral_float_to_int(value)
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Version = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$"), BeforeValidator(_version_to_text)]
+"""A model version: a positive integer, as a JSON number or string (``2`` or ``"2"``)."""
+
+VERSION_FIELD = Field(
+    None, description="Model version to use (a positive integer); default: the highest served."
+)
+
+
 def exactly_one_of(forms: tuple[str, ...], examples: list[dict]) -> dict:
     """The JSON Schema side of ``_Input``'s rule, so generated clients and fuzzers know it too."""
     return {"oneOf": [{"required": [form]} for form in forms], "examples": examples}
@@ -99,6 +113,7 @@ class TextInput(_Input):
         ),
     )
 
+    version: Version = VERSION_FIELD  # type: ignore[assignment]
     explain: StrictBool = Field(
         False, description="Add each input's words with their exact effect on the prediction."
     )
@@ -188,6 +203,7 @@ class BostonRequest(_Input):
     )
     instances: list[Row] = Field(None, min_length=1, description="Rows of 13 raw numbers.")  # type: ignore[assignment]
     records: list[HousingRecord] = Field(None, min_length=1, description="Named rows.")  # type: ignore[assignment]
+    version: Version = VERSION_FIELD  # type: ignore[assignment]
     explain: StrictBool = Field(
         False, description="Add each feature's effect: the price minus the price at its mean."
     )
@@ -297,12 +313,19 @@ class ValidationErrorResponse(BaseModel):
 
 class ModelSummary(BaseModel):
     name: str
-    version: str
+    version: str = Field(description="The default version: the highest served ('' if none).")
+    versions: list[str] = Field(description="Every served version, lowest first.")
     task: str
     ready: bool
     inputs: list[str] = Field(description="Accepted input forms.")
-    metric: dict[str, float] = Field(description="The headline test metric.")
-    error: str | None = Field(None, description="Why the model is not served, if it is not.")
+    metric: dict[str, float] = Field(description="The default version's headline test metric.")
+    error: str | None = Field(None, description="Why a model or version is not served, if any.")
+
+
+class VersionSummary(BaseModel):
+    version: str
+    created: str = Field(description="When training wrote it (UTC, ISO 8601).")
+    metrics: dict[str, float] = Field(description="Its test metrics, from its model card.")
 
 
 class ModelList(BaseModel):
@@ -312,3 +335,24 @@ class ModelList(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     models: dict[str, str] = Field(description="Each model's state: 'ready' or the reason it is not.")
+    serving: dict[str, str] = Field(description="Each model's default version.")
+    failures: dict[str, str] = Field(
+        description="Model folders or versions ('imdb/3') that failed to load, and why. A failed "
+        "version does not make the service unready while another version of its model serves."
+    )
+
+
+class ReloadReport(BaseModel):
+    """What one reload changed. Versions are named ``model/version``."""
+
+    loaded: list[str] = Field(default_factory=list, description="Versions loaded, verified and now served.")
+    unloaded: list[str] = Field(default_factory=list, description="Versions whose folder is gone.")
+    unchanged: list[str] = Field(default_factory=list, description="Versions reused as they were.")
+    failed: dict[str, str] = Field(
+        default_factory=dict,
+        description="What failed to load and why; a version loaded before keeps serving.",
+    )
+    serving: dict[str, str] = Field(
+        default_factory=dict, description="Each model's default version after the reload."
+    )
+    seconds: float = Field(0.0, description="Time the reload took.")

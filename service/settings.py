@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -29,7 +29,8 @@ class Settings(BaseSettings):
 
     Every option is also read from the environment variable of its name in upper case
     (HOST, PORT, WORKERS, MODELS_DIR, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
-    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, LOG_LEVEL, ACCESS_LOG); a flag wins over its variable.
+    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, LOG_LEVEL, ACCESS_LOG, ADMIN_TOKEN); a flag wins over its
+    variable.
     """
 
     model_config = SettingsConfigDict(
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes (uvicorn).")
     models_dir: Path = Field(
-        DEFAULT_MODELS_DIR, description="Folder holding the imdb/, reuters/ and boston/ artifacts."
+        DEFAULT_MODELS_DIR,
+        description="Folder holding imdb/, reuters/ and boston/, each with version folders 1/, 2/...",
     )
     require_models: RequireModels = Field(
         RequireModels.any,
@@ -63,3 +65,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     access_log: bool = Field(True, description="Log one structured line per request.")
+    admin_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token for POST /admin/reload (at least 16 characters); "
+        "unset, the admin endpoints answer 403. SIGHUP reloads either way.",
+    )

@@ -42,6 +42,14 @@ def models_dir() -> Path:
     return MODELS_DIR
 
 
+@pytest.fixture(scope="session")
+def artifacts(models_dir: Path) -> dict[str, Path]:
+    """Each model's folder of the version the service serves by default: the highest one."""
+    from service.artifacts import MODEL_NAMES, version_folders
+
+    return {name: max(version_folders(models_dir / name).items())[1] for name in MODEL_NAMES}
+
+
 def _pin_keras_backend() -> None:
     """One Keras backend for the whole test process, whatever order the tests run in.
 

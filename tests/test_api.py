@@ -49,11 +49,11 @@ def test_imdb_text_alone_equals_the_same_text_inside_a_batch(api):
     assert batch["predictions"][1] == alone
 
 
-def test_imdb_word_id_sequence_equals_its_raw_text(api, models_dir):
+def test_imdb_word_id_sequence_equals_its_raw_text(api, artifacts):
     from service.artifacts import read_word_index
     from service.vectorize import WordIndex
 
-    sequence = WordIndex(read_word_index(models_dir / "imdb")).encode(GOOD)
+    sequence = WordIndex(read_word_index(artifacts["imdb"])).encode(GOOD)
     by_text = post(api, "/imdb/predict", {"text": GOOD}).json()["predictions"][0]
     by_ids = post(api, "/imdb/predict", {"sequences": [sequence]}).json()["predictions"][0]
     assert by_ids == by_text
@@ -83,8 +83,8 @@ def test_reuters_gives_46_probabilities_summing_to_one(api):
     assert math.isclose(sum(prediction["probabilities"]), 1.0, abs_tol=1e-5)
 
 
-def test_reuters_topic_is_the_most_probable_class_with_its_name(api, models_dir):
-    labels = json.loads((models_dir / "reuters" / "metadata.json").read_text())["labels"]
+def test_reuters_topic_is_the_most_probable_class_with_its_name(api, artifacts):
+    labels = json.loads((artifacts["reuters"] / "metadata.json").read_text())["labels"]
     prediction = post(api, "/reuters/predict", {"text": SAMPLE_NEWSWIRE}).json()["predictions"][0]
     probabilities = prediction["probabilities"]
     assert prediction["class_id"] == probabilities.index(max(probabilities))
@@ -304,23 +304,35 @@ def test_readyz_is_200_with_every_model_ready(api):
     assert response.json() == {
         "ready": True,
         "models": {"imdb": "ready", "reuters": "ready", "boston": "ready"},
+        "serving": {"imdb": "1", "reuters": "1", "boston": "1"},
+        "failures": {},
     }
 
 
-def test_models_lists_the_three_with_their_headline_metric(api, models_dir):
+def test_models_lists_the_three_with_their_headline_metric(api, artifacts):
     models = {m["name"]: m for m in api.get("/models").json()["models"]}
     assert set(models) == {"imdb", "reuters", "boston"}
-    card = json.loads((models_dir / "boston" / "metadata.json").read_text())
+    card = json.loads((artifacts["boston"] / "metadata.json").read_text())
     assert models["boston"]["metric"] == {"test_mae": card["metrics"]["test_mae"]}
     assert models["reuters"]["inputs"] == ["text", "texts", "sequences"]
     assert all(m["ready"] for m in models.values())
 
 
-def test_model_card_is_the_artifact_metadata(api, models_dir):
+def test_model_card_is_the_artifact_metadata_plus_the_served_versions(api, artifacts):
     for name in ("imdb", "reuters", "boston"):
         card = api.get(f"/models/{name}").json()
-        assert card == json.loads((models_dir / name / "metadata.json").read_text())
+        on_disk = json.loads((artifacts[name] / "metadata.json").read_text())
+        versions = card.pop("versions")
+        assert card == on_disk
+        assert versions == [
+            {"version": "1", "created": on_disk["created"], "metrics": on_disk["metrics"]}
+        ]
     assert len(api.get("/models/reuters").json()["labels"]) == 46
+
+
+def test_a_version_card_is_that_version_artifact_metadata(api, artifacts):
+    card = api.get("/models/imdb/versions/1").json()
+    assert card == json.loads((artifacts["imdb"] / "metadata.json").read_text())
 
 
 def test_an_unknown_model_card_is_404(api):
@@ -331,7 +343,7 @@ def test_metrics_count_requests_and_predictions(api):
     post(api, "/boston/predict", {"instances": [SAMPLE_FEATURES] * 3})
     text = api.get("/metrics").text
     assert 'http_requests_total{method="POST",route="/boston/predict",status="200"}' in text
-    assert 'predictions_total{model="boston"}' in text
+    assert 'predictions_total{model="boston",version="1"}' in text
     assert 'prediction_batch_size_bucket{le="4.0",model="boston"}' in text
     assert 'model_ready{model="imdb"} 1.0' in text
 

@@ -21,9 +21,9 @@ NEWSWIRE = (
 
 
 @pytest.fixture(scope="module")
-def served(models_dir):
+def served(artifacts):
     """The served models, loaded in this process as the service loads them."""
-    return {name: load_model(models_dir / name, name) for name in ("imdb", "reuters", "boston")}
+    return {name: load_model(artifacts[name], name) for name in ("imdb", "reuters", "boston")}
 
 
 def explain(api, path: str, body: dict) -> dict:
@@ -36,8 +36,8 @@ def without(sequence: list[int], word_id: int) -> list[int]:
     return [i for i in sequence if i != word_id]
 
 
-def test_each_word_effect_is_the_difference_of_two_model_calls(api, served, models_dir):
-    word_index = WordIndex(read_word_index(models_dir / "imdb"))
+def test_each_word_effect_is_the_difference_of_two_model_calls(api, served, artifacts):
+    word_index = WordIndex(read_word_index(artifacts["imdb"]))
     sequence = word_index.encode(POSITIVE)
     ids = {word_index.word(i): i for i in set(sequence) if i > 2}
     prediction = explain(api, "/imdb/predict", {"text": POSITIVE, "explain_top": 100})
@@ -69,15 +69,15 @@ def test_unknown_and_out_of_vocabulary_words_are_counted(api):
     assert {w["word"] for w in prediction["explanation"]["words"]} == {"great", "film"}
 
 
-def test_word_id_sequences_are_explained_with_their_words(api, models_dir):
-    word_index = WordIndex(read_word_index(models_dir / "imdb"))
+def test_word_id_sequences_are_explained_with_their_words(api, artifacts):
+    word_index = WordIndex(read_word_index(artifacts["imdb"]))
     by_text = explain(api, "/imdb/predict", {"text": POSITIVE})
     by_ids = explain(api, "/imdb/predict", {"sequences": [word_index.encode(POSITIVE)]})
     assert by_ids == by_text
 
 
-def test_reuters_effects_are_on_the_predicted_topic(api, served, models_dir):
-    word_index = WordIndex(read_word_index(models_dir / "reuters"))
+def test_reuters_effects_are_on_the_predicted_topic(api, served, artifacts):
+    word_index = WordIndex(read_word_index(artifacts["reuters"]))
     sequence = word_index.encode(NEWSWIRE)
     prediction = explain(api, "/reuters/predict", {"text": NEWSWIRE, "explain_top": 3})
     topic = prediction["class_id"]

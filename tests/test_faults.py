@@ -45,7 +45,7 @@ def test_a_missing_artifact_leaves_the_other_models_serving(tmp_path, models_cop
 
 
 def test_a_truncated_model_file_is_refused_by_its_hash(tmp_path, models_copy):
-    model = models_copy / "reuters" / MODEL_FILE
+    model = models_copy / "reuters" / "1" / MODEL_FILE
     model.write_bytes(model.read_bytes()[:1000])
     with serve_broken(tmp_path, models_copy) as server:
         reason = httpx.get(server.url + "/readyz").json()["models"]["reuters"]
@@ -55,7 +55,7 @@ def test_a_truncated_model_file_is_refused_by_its_hash(tmp_path, models_copy):
 
 
 def test_a_changed_word_index_is_refused(tmp_path, models_copy):
-    index_path = models_copy / "imdb" / "word_index.json"
+    index_path = models_copy / "imdb" / "1" / "word_index.json"
     word_index = json.loads(index_path.read_text())
     word_index["wonderful"], word_index["awful"] = word_index["awful"], word_index["wonderful"]
     index_path.write_text(json.dumps(word_index))
@@ -71,7 +71,7 @@ def test_a_model_with_a_lambda_layer_is_refused_and_never_run(tmp_path, models_c
     touch_marker = eval(f"lambda x: (open({str(marker)!r}, 'w').close(), x)[1]")  # no closure
     hidden = keras.layers.Lambda(touch_marker)(inputs)
     outputs = keras.layers.Dense(1, activation="sigmoid")(hidden)
-    folder = models_copy / "imdb"
+    folder = models_copy / "imdb" / "1"
     keras.Model(inputs, outputs).save(folder / MODEL_FILE)
     marker.unlink(missing_ok=True)  # building the model ran it once, here, in the test
     metadata = json.loads((folder / METADATA_FILE).read_text())

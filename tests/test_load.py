@@ -46,25 +46,25 @@ NEWSWIRES = [
 ]
 
 
-def offline_model(models_dir: Path, name: str):
+def offline_model(artifacts: dict[str, Path], name: str):
     import keras
 
-    return keras.saving.load_model(models_dir / name / MODEL_FILE, compile=False, safe_mode=True)
+    return keras.saving.load_model(artifacts[name] / MODEL_FILE, compile=False, safe_mode=True)
 
 
-def text_expectations(models_dir: Path, name: str, texts: list[str]) -> np.ndarray:
-    word_index = WordIndex(read_word_index(models_dir / name))
-    model = offline_model(models_dir, name)
+def text_expectations(artifacts: dict[str, Path], name: str, texts: list[str]) -> np.ndarray:
+    word_index = WordIndex(read_word_index(artifacts[name]))
+    model = offline_model(artifacts, name)
     return np.asarray(model.predict_on_batch(multi_hot(word_index.encode(t) for t in texts)))
 
 
 @pytest.fixture(scope="module")
-def workload(models_dir: Path) -> list[tuple[str, dict, object]]:
+def workload(artifacts: dict[str, Path]) -> list[tuple[str, dict, object]]:
     """(path, body, expected output) triples: singles and batches for the three models."""
-    imdb = text_expectations(models_dir, "imdb", REVIEWS)[:, 0]
-    reuters = text_expectations(models_dir, "reuters", NEWSWIRES)
+    imdb = text_expectations(artifacts, "imdb", REVIEWS)[:, 0]
+    reuters = text_expectations(artifacts, "reuters", NEWSWIRES)
     rows = np.array([SAMPLE_FEATURES, [v * 1.1 for v in SAMPLE_FEATURES]], dtype=np.float32)
-    boston = np.asarray(offline_model(models_dir, "boston").predict_on_batch(rows))[:, 0]
+    boston = np.asarray(offline_model(artifacts, "boston").predict_on_batch(rows))[:, 0]
     work: list[tuple[str, dict, object]] = []
     for review, p in zip(REVIEWS, imdb):
         work.append(("/imdb/predict", {"text": review}, [p]))

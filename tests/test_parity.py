@@ -51,77 +51,77 @@ def reuters_test(keras_data) -> tuple[list[str], list[list[int]], np.ndarray]:
     return [r["text"] for r in test], list(split.x_test), split.y_test
 
 
-def test_every_raw_imdb_test_review_encodes_to_its_keras_sequence(imdb_test, models_dir):
+def test_every_raw_imdb_test_review_encodes_to_its_keras_sequence(imdb_test, artifacts):
     texts, sequences, _ = imdb_test
-    word_index = WordIndex(read_word_index(models_dir / "imdb"))
+    word_index = WordIndex(read_word_index(artifacts["imdb"]))
     mismatches = [i for i, (t, s) in enumerate(zip(texts, sequences)) if word_index.encode(t) != s]
     assert len(texts) == 25_000
     assert mismatches == []
 
 
-def test_every_raw_reuters_test_newswire_encodes_to_its_keras_sequence(reuters_test, models_dir):
+def test_every_raw_reuters_test_newswire_encodes_to_its_keras_sequence(reuters_test, artifacts):
     texts, sequences, labels = reuters_test
-    word_index = WordIndex(read_word_index(models_dir / "reuters"))
+    word_index = WordIndex(read_word_index(artifacts["reuters"]))
     assert len(texts) == 2_246
     assert [word_index.encode(t) for t in texts] == [list(s) for s in sequences]
 
 
-def test_raw_text_and_keras_sequence_give_the_same_multi_hot(imdb_test, models_dir):
+def test_raw_text_and_keras_sequence_give_the_same_multi_hot(imdb_test, artifacts):
     texts, sequences, _ = imdb_test
-    word_index = WordIndex(read_word_index(models_dir / "imdb"))
+    word_index = WordIndex(read_word_index(artifacts["imdb"]))
     picks = range(0, 25_000, 25_000 // SAMPLE)
     by_text = multi_hot(word_index.encode(texts[i]) for i in picks)
     assert np.array_equal(by_text, multi_hot(sequences[i] for i in picks))
 
 
-def offline(models_dir, name: str):
+def offline(artifacts, name: str):
     import keras
 
-    return keras.saving.load_model(models_dir / name / MODEL_FILE, compile=False, safe_mode=True)
+    return keras.saving.load_model(artifacts[name] / MODEL_FILE, compile=False, safe_mode=True)
 
 
-def test_api_on_raw_reviews_equals_the_offline_model_on_keras_sequences(api, imdb_test, models_dir):
+def test_api_on_raw_reviews_equals_the_offline_model_on_keras_sequences(api, imdb_test, artifacts):
     texts, sequences, _ = imdb_test
     picks = list(range(0, 25_000, 25_000 // SAMPLE))
-    expected = offline(models_dir, "imdb").predict_on_batch(multi_hot(sequences[i] for i in picks))
+    expected = offline(artifacts, "imdb").predict_on_batch(multi_hot(sequences[i] for i in picks))
     answer = api.post("/imdb/predict", json={"texts": [texts[i] for i in picks]}).json()
     served = np.array([p["probability"] for p in answer["predictions"]])
     assert len(served) >= 200
     np.testing.assert_allclose(served, np.asarray(expected)[:, 0], rtol=0, atol=1e-5)
 
 
-def test_api_on_raw_newswires_equals_the_offline_model_on_keras_sequences(api, reuters_test, models_dir):
+def test_api_on_raw_newswires_equals_the_offline_model_on_keras_sequences(api, reuters_test, artifacts):
     texts, sequences, _ = reuters_test
     picks = list(range(0, 2_246, 2_246 // SAMPLE))[:SAMPLE]
-    expected = offline(models_dir, "reuters").predict_on_batch(multi_hot(sequences[i] for i in picks))
+    expected = offline(artifacts, "reuters").predict_on_batch(multi_hot(sequences[i] for i in picks))
     answer = api.post("/reuters/predict", json={"texts": [texts[i] for i in picks]}).json()
     served = np.array([p["probabilities"] for p in answer["predictions"]])
     assert served.shape == (SAMPLE, 46)
     np.testing.assert_allclose(served, np.asarray(expected), rtol=0, atol=1e-5)
 
 
-def test_api_on_the_102_boston_test_rows_gives_the_recorded_mae(api, keras_data, models_dir):
+def test_api_on_the_102_boston_test_rows_gives_the_recorded_mae(api, keras_data, artifacts):
     split = load_boston(DataSource(keras_data))
     answer = api.post("/boston/predict", json={"instances": split.x_test.tolist()}).json()
     prices = np.array([p["price"] for p in answer["predictions"]])
-    recorded = json.loads((models_dir / "boston" / "metadata.json").read_text())["metrics"]
+    recorded = json.loads((artifacts["boston"] / "metadata.json").read_text())["metrics"]
     assert len(prices) == 102
     assert abs(np.mean(np.abs(prices - split.y_test)) - recorded["test_mae"]) < 1e-4
 
 
 NUMPY_BACKEND_OUTPUTS = """
-import os, sys
+import json, os, sys
 os.environ["KERAS_BACKEND"] = "numpy"
 import keras, numpy as np
-inputs = np.load(sys.argv[1])
-outputs = {name: np.asarray(keras.saving.load_model(f"{sys.argv[2]}/{name}/model.keras",
+inputs, folders = np.load(sys.argv[1]), json.loads(sys.argv[2])
+outputs = {name: np.asarray(keras.saving.load_model(f"{folders[name]}/model.keras",
            compile=False, safe_mode=True)(inputs[name])) for name in inputs.files}
 np.savez(sys.argv[3], **outputs)
 """
 
 
 def test_tensorflow_and_serving_backend_give_the_same_outputs(imdb_test, reuters_test, keras_data,
-                                                              models_dir, tmp_path):
+                                                              artifacts, tmp_path):
     import keras
 
     assert keras.backend.backend() == "tensorflow", "run the test suite with TensorFlow installed"
@@ -133,12 +133,13 @@ def test_tensorflow_and_serving_backend_give_the_same_outputs(imdb_test, reuters
     }
     np.savez(tmp_path / "inputs.npz", **inputs)
     subprocess.run(
-        [sys.executable, "-c", NUMPY_BACKEND_OUTPUTS, tmp_path / "inputs.npz", models_dir,
+        [sys.executable, "-c", NUMPY_BACKEND_OUTPUTS, tmp_path / "inputs.npz",
+         json.dumps({name: str(folder) for name, folder in artifacts.items()}),
          tmp_path / "outputs.npz"], check=True, timeout=120,
     )  # fmt: skip
     numpy_outputs = np.load(tmp_path / "outputs.npz")
     for name, x in inputs.items():
-        tensorflow_output = np.asarray(offline(models_dir, name)(x))
+        tensorflow_output = np.asarray(offline(artifacts, name)(x))
         # Probabilities agree within 1e-6. Prices (~20, in $1000s) are float32, whose spacing
         # there is 2e-6: they agree within 1e-6 relative, a tenth of a cent.
         tolerance = {"rtol": 1e-6, "atol": 0} if name == "boston" else {"rtol": 0, "atol": 1e-6}

@@ -29,7 +29,7 @@ def small_boston_artifact(tmp_path_factory, keras_data):
     fit = model.fit(split.x_train, split.y_train, epochs=2, batch_size=64, verbose=0)
     trained = Trained(model, {"epochs": 2}, fit.history, {"test_mae": 0.0, "test_mse": 0.0, "kfold_val_mae": 0.0})
     out = tmp_path_factory.mktemp("artifacts")
-    return write_artifact(out, "boston", trained, split, source, "test"), model, split
+    return write_artifact(out, "boston", trained, split, source), model, split
 
 
 def test_an_artifact_loads_in_safe_mode_and_predicts_as_the_trained_model(small_boston_artifact):
@@ -75,10 +75,10 @@ def test_an_artifact_with_a_file_missing_is_refused(small_boston_artifact, tmp_p
         read_verified_metadata(copy)
 
 
-def test_boston_reads_raw_features_and_normalizes_with_the_training_statistics(models_dir, keras_data):
+def test_boston_reads_raw_features_and_normalizes_with_the_training_statistics(artifacts, keras_data):
     import keras
 
-    model = keras.saving.load_model(models_dir / "boston" / MODEL_FILE, safe_mode=True)
+    model = keras.saving.load_model(artifacts["boston"] / MODEL_FILE, safe_mode=True)
     split: Split = load_boston(DataSource(keras_data))
     x_train = split.x_train.astype("float64")
     by_hand = (split.x_test - x_train.mean(axis=0)) / x_train.std(axis=0)
@@ -91,8 +91,8 @@ def test_boston_reads_raw_features_and_normalizes_with_the_training_statistics(m
 
 
 @pytest.mark.parametrize("name", ["imdb", "reuters", "boston"])
-def test_committed_models_reach_the_required_figures(models_dir, name):
-    metrics = json.loads((models_dir / name / "metadata.json").read_text())["metrics"]
+def test_committed_models_reach_the_required_figures(artifacts, name):
+    metrics = json.loads((artifacts[name] / "metadata.json").read_text())["metrics"]
     required = {"imdb": lambda m: m["test_accuracy"] >= 0.875,
                 "reuters": lambda m: m["test_accuracy"] >= 0.78,
                 "boston": lambda m: m["test_mae"] <= 2.9}  # fmt: skip
@@ -101,10 +101,10 @@ def test_committed_models_reach_the_required_figures(models_dir, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["imdb", "reuters", "boston"])
-def test_committed_models_reproduce_their_recorded_test_metric(models_dir, keras_data, name):
+def test_committed_models_reproduce_their_recorded_test_metric(artifacts, keras_data, name):
     from training.evaluate import evaluate
 
-    recomputed = evaluate(models_dir / name, DataSource(keras_data))
-    recorded = json.loads((models_dir / name / "metadata.json").read_text())["metrics"]
+    recomputed = evaluate(artifacts[name], DataSource(keras_data))
+    recorded = json.loads((artifacts[name] / "metadata.json").read_text())["metrics"]
     metric = HEADLINE[name]
     assert abs(recomputed[metric] - recorded[metric]) <= TOLERANCE[name]

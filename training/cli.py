@@ -29,7 +29,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help=data_help)
     train.add_argument("--out", type=Path, default=REPO_MODELS, help="artifacts folder (default: models/)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default: per model)")
-    train.add_argument("--version", default="1", help="version recorded in the model card")
+    train.add_argument("--version", default=None,
+                       help="version folder to write, models/<name>/<version>/ (default: one past "
+                            "the highest there; an existing version is replaced)")
     train.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs under DIR")
 
     evaluate = commands.add_parser("evaluate", help="recompute a saved model's test metrics")

@@ -12,7 +12,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from service.artifacts import MODEL_FILE, WORD_INDEX_FILE, write_metadata
+from service.artifacts import (
+    MODEL_FILE,
+    WORD_INDEX_FILE,
+    ArtifactError,
+    is_version,
+    version_folders,
+    write_metadata,
+)
 from service.schemas import FEATURE_NAMES, HousingRecord
 from service.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID
 from training.datasets import SEED, TEST_SPLIT, DataSource, Split
@@ -69,13 +76,29 @@ def boston_features(split: Split) -> list[dict[str, Any]]:
     ]
 
 
+def next_version(model_folder: Path) -> str:
+    """One past the highest version in ``model_folder`` (a flat, pre-versions artifact is 1)."""
+    if not model_folder.is_dir():
+        return "1"
+    return str(max(version_folders(model_folder), default=0) + 1)
+
+
 def write_artifact(
-    out: Path, name: str, trained: Trained, split: Split, source: DataSource, version: str,
+    out: Path, name: str, trained: Trained, split: Split, source: DataSource,
+    version: str | None = None,
     word_index: dict[str, int] | None = None, labels: list[str] | None = None,
 ) -> Path:  # fmt: skip
-    """Replace ``out/name`` with the model, its preprocessing state and its model card."""
-    folder = out / name
-    staging = out / f".{name}.partial"
+    """Write ``out/name/<version>/``: the model, its preprocessing state and its model card.
+
+    The version defaults to the next one, so a retrain never touches what a server is serving;
+    an explicit version that exists is replaced. The folder appears complete or not at all (it is
+    written under a dot-name a server ignores, then renamed), so a reload never sees half of it.
+    """
+    version = version or next_version(out / name)
+    if not is_version(version):
+        raise ArtifactError(f"version must be a positive integer such as 2, got {version!r}")
+    folder = out / name / version
+    staging = out / name / f".{version}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     trained.model.save(staging / MODEL_FILE)
