@@ -21,6 +21,7 @@ def test_every_generated_request_gets_a_documented_answer(server):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {
         "POST /imdb/predict", "POST /reuters/predict", "POST /boston/predict", "GET /readyz",
+        "POST /v2/models/{name}/infer", "GET /v2/models/{name}", "POST /admin/reload",
     }  # fmt: skip
     for operation in operations:
 
