@@ -59,6 +59,20 @@ def version_folders(model_folder: Path) -> dict[int, Path]:
     return dict(sorted(versions.items()))
 
 
+def version_folder(model_folder: Path, version: str | None = None) -> Path:
+    """The folder of one version of a model (default: the highest); ``ArtifactError`` if none."""
+    try:
+        folders = version_folders(model_folder)
+    except OSError as error:
+        raise ArtifactError(f"{model_folder} cannot be read: {error}") from None
+    if version is None and folders:
+        return folders[max(folders)]
+    if version is not None and is_version(version) and int(version) in folders:
+        return folders[int(version)]
+    found = ", ".join(map(str, folders)) or "none"
+    raise ArtifactError(f"{model_folder} has no version {version or ''} folder (versions: {found})")
+
+
 def artifact_fingerprint(folder: Path) -> str:
     """sha256 of ``metadata.json``, which lists the sha256 of every other file: equal fingerprints,
     equal artifacts. A reload reuses a loaded version whose fingerprint has not changed."""

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
         cli_kebab_case=True,
         cli_prog_name="python -m service",
         cli_implicit_flags=False,
+        env_ignore_empty=True,  # ADMIN_TOKEN="" (compose passing an unset variable) means unset
     )
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in the container).")

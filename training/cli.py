@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="recompute a saved model's test metrics")
     evaluate.add_argument("name", choices=MODEL_NAMES)
     evaluate.add_argument("--models", type=Path, default=REPO_MODELS, help="artifacts folder")
+    evaluate.add_argument("--version", default=None, help="version to evaluate (default: highest)")
     evaluate.add_argument("--data-dir", help=data_help)
 
     experiments = commands.add_parser("experiments", help="re-run the book's variants, with plots")
@@ -84,9 +85,10 @@ def run_train(args: argparse.Namespace) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     import json
 
+    from service.artifacts import version_folder
     from training.evaluate import evaluate
 
-    folder = args.models / args.name
+    folder = version_folder(args.models / args.name, args.version)
     recomputed = evaluate(folder, _source(args.data_dir))
     recorded = json.loads((folder / "metadata.json").read_text())["metrics"]
     print(f"{'metric':<22}{'recorded':>12}{'recomputed':>12}")
