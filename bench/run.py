@@ -768,12 +768,19 @@ def other_cpu(start: dict, end: dict) -> dict:
     }
 
 
+def served_folder(model_folder: Path) -> Path:
+    """The version folder the service serves by default: the highest ``<n>/`` (or the model
+    folder itself, the flat layout of before versions). bench/ runs without the project installed."""
+    versions = [p for p in model_folder.glob("*/metadata.json") if p.parent.name.isdigit()]
+    return max(versions, key=lambda p: int(p.parent.name)).parent if versions else model_folder
+
+
 def models_info(models_dir: Path) -> dict:
     """Which artifacts were served: the folder, and each model's version and creation time."""
     info: dict[str, Any] = {"dir": str(models_dir), "repo": models_dir == REPO_DIR / "models"}
     for name in ("imdb", "reuters", "boston"):
         try:
-            metadata = json.loads((models_dir / name / "metadata.json").read_text("utf-8"))
+            metadata = json.loads((served_folder(models_dir / name) / "metadata.json").read_text("utf-8"))
             info[name] = (
                 f"version {metadata.get('version', '?')}, created {metadata.get('created', '?')}"
             )
@@ -1210,7 +1217,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [
         n
         for n in ("imdb", "reuters", "boston")
-        if not (args.models_dir / n / "model.keras").exists()
+        if not any((args.models_dir / n).glob("*/model.keras"))
     ]
     if missing:
         log(

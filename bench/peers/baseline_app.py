@@ -36,13 +36,14 @@ import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
+from service.artifacts import version_folder
 from service.vectorize import NUM_WORDS, WordIndex, multi_hot
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
 
 
 def _load(name: str) -> dict:
-    folder = MODELS_DIR / name
+    folder = version_folder(MODELS_DIR / name)  # the highest version, as ours serves
     metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
     served = {
         "model": keras.saving.load_model(folder / "model.keras"),
