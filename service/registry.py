@@ -140,10 +140,13 @@ class Registry:
         """The served versions of one model, lowest first."""
         return list(self.models.get(name, {}).values())
 
+    def problems(self, name: str) -> list[str]:
+        """The failures of one model: its folder's, then its versions' (keys ``name[/version]``)."""
+        return [reason for key, reason in self.failures.items() if key.split("/")[0] == name]
+
     def reason(self, name: str) -> str:
         """Why a model has no served version, from its failures (or "not loaded")."""
-        reasons = [r for key, r in self.failures.items() if key.split("/")[0] == name]
-        return "; ".join(reasons) or "not loaded"
+        return "; ".join(self.problems(name)) or "not loaded"
 
     @property
     def ready(self) -> bool:

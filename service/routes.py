@@ -264,7 +264,6 @@ async def list_models(registry: RegistryDep) -> ModelList:
         versions = registry.versions(name)
         default = versions[-1] if versions else None
         metric = HEADLINE_METRIC[name]
-        problems = [r for key, r in registry.failures.items() if key.split("/")[0] == name]
         summaries.append(
             ModelSummary(
                 name=name,
@@ -274,7 +273,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
                 ready=default is not None,
                 inputs=INPUT_FORMS[name],
                 metric={metric: default.metadata["metrics"][metric]} if default else {},
-                error="; ".join(problems) or None,
+                error="; ".join(registry.problems(name)) or None,
             )
         )
     return ModelList(models=summaries)
