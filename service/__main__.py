@@ -50,6 +50,8 @@ def main() -> None:
 def _env_value(value: object) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
     return str(getattr(value, "value", value))
 
 

@@ -1,4 +1,9 @@
-"""The FastAPI application: settings in, models loaded once at start-up (lifespan), routes out."""
+"""The FastAPI application: settings in, models loaded once at start-up (lifespan), routes out.
+
+Nothing here is per model: the registry finds the models in ``MODELS_DIR``, each model's kind
+answers it, and the OpenAPI document lists each served model's typed request, built from its
+card at start-up and again after each reload.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.admin import admin
+from service.api.admin import admin
+from service.api.modeldocs import model_paths
+from service.api.operations import operations
+from service.api.rest import rest
+from service.api.v2 import V2Error, v2, v2_error
 from service.content_type import RequireJson
-from service.limits import Limits
+from service.kinds.base import Limits
 from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.middleware import RequestContext
-from service.registry import ModelUnavailable, Registry, VersionNotServed
+from service.registry import ModelUnavailable, Registry, UnknownModel, VersionNotServed
 from service.reload import Reloader
-from service.routes import predict, probes
 from service.settings import RequireModels, Settings
-from service.v2 import V2Error, v2, v2_error
 
 logger = logging.getLogger("service.app")
 
@@ -30,9 +37,10 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 
 DESCRIPTION = """
 The three Keras networks of *Deep Learning with Python*, chapter 3, trained on the real
-datasets: IMDB review sentiment, Reuters newswire topics (46) and Boston housing prices.
-Send raw text or raw features: tokenization, vectorization and normalization happen here,
-exactly as in training. Every endpoint takes one input or a batch.
+datasets: IMDB review sentiment, Reuters newswire topics (46) and Boston housing prices; and any
+other text classifier or table regressor in `MODELS_DIR`, such as one trained on your own data
+with `python -m training fit`. Send raw text or raw features: tokenization, vectorization and
+normalization happen here, exactly as in training. Every endpoint takes one input or a batch.
 """
 
 
@@ -43,7 +51,7 @@ class NoModelServed(RuntimeError):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    registry = Registry.load(settings.models_dir)
+    registry = Registry.load(settings.models_dir, expected=settings.expected_models)
     app.state.metrics.record_registry(registry)
     required = settings.require_models
     if (required is RequireModels.all and not registry.ready) or (
@@ -77,17 +85,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reloader = Reloader(app)
     app.state.reload_tasks = set()
     app.state.page = PAGE.read_bytes()
-    app.include_router(predict)
-    app.include_router(probes)
+    app.include_router(rest)
+    app.include_router(operations)
     app.include_router(v2)
     app.include_router(admin)
+    app.add_exception_handler(UnknownModel, unknown_model)
     app.add_exception_handler(ModelUnavailable, model_unavailable)
     app.add_exception_handler(VersionNotServed, version_not_served)
     app.add_exception_handler(V2Error, v2_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_middleware(RequireJson)
     app.add_middleware(RequestContext, metrics=app.state.metrics, access_log=settings.access_log)
+    app.openapi = lambda: openapi_with_models(app, FastAPI.openapi.__get__(app))  # type: ignore[method-assign]
     return app
+
+
+def openapi_with_models(app: FastAPI, base: Any) -> dict[str, Any]:
+    """FastAPI's document plus a typed ``/NAME/predict`` for every served model that has no
+    route of its own; a reload clears the cache (``service.reload``), so it follows the models."""
+    if app.openapi_schema is None:
+        schema = base()
+        model_paths(schema, app.state.registry)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+async def unknown_model(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=404)
 
 
 async def model_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,11 @@ MODEL_FILE = "model.keras"
 WORD_INDEX_FILE = "word_index.json"
 METADATA_FILE = "metadata.json"
 
-MODEL_NAMES = ("imdb", "reuters", "boston")
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+"""A model folder's name, which is also its URL path segment (``/NAME/predict``)."""
+
+RESERVED_NAMES = frozenset({"admin", "docs", "healthz", "metrics", "models", "readyz", "redoc", "v2"})
+"""Names a model cannot take: its ``/NAME/...`` paths would collide with the service's own."""
 
 
 class ArtifactError(Exception):
@@ -40,6 +45,15 @@ class ArtifactError(Exception):
 def is_version(entry: str) -> bool:
     """A version folder's name: a positive integer without leading zeros (``1``, ``12``)."""
     return entry.isascii() and entry.isdigit() and entry[0] != "0"
+
+
+def model_folders(models_dir: Path) -> list[str]:
+    """The model folders in ``models_dir`` by name, sorted: every folder named like a model.
+    Anything else (``.cache``, ``README.md``, ``My Models``) is not a model and is skipped."""
+    return sorted(
+        entry.name for entry in models_dir.iterdir()
+        if MODEL_NAME.fullmatch(entry.name) and entry.is_dir()
+    )  # fmt: skip
 
 
 def version_folders(model_folder: Path) -> dict[int, Path]:

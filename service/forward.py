@@ -142,3 +142,39 @@ def keras_forward(model: Any) -> Forward:
         return np.asarray(model(x, training=False))
 
     return forward
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a loaded model runs: the NumPy path when the network is a plain stack, else Keras.
+
+    ``reference`` is always the Keras model's own call: the registry checks the served path
+    against it at load time, and kinds never see which path they got.
+    """
+
+    forward: Forward
+    reference: Forward
+    network: NumpyNetwork | None = None
+
+    @classmethod
+    def of(cls, model: Any) -> Runtime:
+        reference = keras_forward(model)
+        network = numpy_network(model)
+        return cls(network or reference, reference, network)
+
+    @property
+    def description(self) -> str:
+        return "NumPy forward pass" if self.network is not None else "Keras call"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """One forward pass over a batch of model inputs (rows of float32)."""
+        return self.forward(np.ascontiguousarray(x, dtype=np.float32))
+
+    def from_positions(self, positions: Sequence[np.ndarray], width: int) -> np.ndarray:
+        """One forward pass over multi-hot rows of ``width`` given by their 1-positions."""
+        if self.network is not None and self.network.reads_positions:
+            return self.network.from_positions(positions)
+        rows = np.zeros((len(positions), width), dtype=np.float32)
+        for row, hot in zip(rows, positions):
+            row[hot] = 1.0
+        return self(rows)

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from service.artifacts import MODEL_NAMES
-
 if TYPE_CHECKING:
     from service.registry import Registry
 
@@ -63,7 +61,7 @@ class Metrics:
     def record_registry(self, registry: Registry) -> None:
         """The gauges that describe what is served, after start-up and after each reload."""
         serving = registry.serving()
-        for name in MODEL_NAMES:
+        for name in registry.names:
             self.model_ready.labels(name).set(1 if name in serving else 0)
             self.default_version.labels(name).set(int(serving.get(name, 0)))
         self.load_failures.set(len(registry.failures))

@@ -1,16 +1,20 @@
-"""Load every model version once (at start-up, and again on a reload), check it, warm it, and
-hand it to the routes.
+"""Which model versions this process serves: find them, load, verify and warm each one, swap.
+
+Every folder of ``MODELS_DIR`` named like a model (``imdb``, ``spam-sms``) is a model; each of its
+version folders (``1/``, ``2/``...) is loaded by the kind its card declares (``service.kinds``).
+Nothing here knows a model by name or a kind's internals.
 
 Loading follows KServe's split of ``load`` from ``predict``: everything that can fail (a missing
-folder, a file whose sha256 changed, a Lambda layer that safe mode refuses, a fast path that
-disagrees with Keras) fails here, once, with the reason recorded. A broken model never takes the
-healthy ones down: it is listed as unavailable, its endpoint answers 503 with the reason, and
-``/readyz`` says which one and why.
+folder, a file whose sha256 changed, a Lambda layer that safe mode refuses, a card the kind
+cannot serve, a fast path that disagrees with Keras) fails here, once, with the reason recorded.
+A broken model never takes the healthy ones down: it is listed as unavailable, its endpoint
+answers 503 with the reason, and ``/readyz`` says which one and why.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,25 +24,26 @@ import numpy as np
 from service.artifacts import (
     METADATA_FILE,
     MODEL_FILE,
-    MODEL_NAMES,
+    RESERVED_NAMES,
     ArtifactError,
     artifact_fingerprint,
     is_version,
+    model_folders,
     read_verified_metadata,
-    read_word_index,
     version_folders,
 )
 from service.backend import load_keras
-from service.forward import Forward, NumpyNetwork, keras_forward, numpy_network
-from service.vectorize import WordIndex, hot_positions, multi_hot, rows_from_positions
+from service.forward import Runtime
+from service.kinds import KINDS, Kind, kind_of
 
 logger = logging.getLogger("service.registry")
 
-PARITY_TOLERANCE = 1e-6
-"""Largest difference allowed between the NumPy fast path and ``model(x)`` at load time."""
-
-EXPECTED_OUTPUTS = {"imdb": 1, "reuters": 46, "boston": 1}
-"""Output width each endpoint's contract relies on."""
+PARITY_EPSILONS = 16
+"""How far the served path may differ from ``model(x)`` at load time, in float32 epsilons
+relative to the output's size (at least 1): sums of the same float32 numbers in another order
+(a gather-sum against a matrix product, one CPU's kernels against another's) differ by a few
+units in the last place, never by more. 16 × 1.19e-7 is 1.9e-6 on a probability and 3.8e-5 on
+a price near 20; a wrong weight or layer is off by orders of magnitude more."""
 
 
 class ModelUnavailable(Exception):
@@ -48,6 +53,14 @@ class ModelUnavailable(Exception):
         super().__init__(f"model '{name}' is not available: {reason}")
         self.name = name
         self.reason = reason
+
+
+class UnknownModel(Exception):
+    """A request for a model this process has never heard of: 404, listing the ones it has."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name, self.known = name[:40], ", ".join(known) or "none"
+        super().__init__(f"no model named {self.name!r}; models: {self.known}")
 
 
 class VersionNotServed(Exception):
@@ -66,47 +79,13 @@ class VersionNotServed(Exception):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One loaded, verified and warmed model version with the preprocessing state it needs."""
+    """One loaded, verified and warmed model version: its card and its kind, ready to answer."""
 
     name: str
     version: str
-    metadata: dict[str, Any]
-    forward: Forward
-    network: NumpyNetwork | None = None
-    word_index: WordIndex | None = None
+    card: dict[str, Any]
+    kind: Kind
     fingerprint: str = ""
-
-    @property
-    def labels(self) -> list[str]:
-        return self.metadata.get("labels", [])
-
-    @property
-    def features(self) -> list[dict[str, Any]]:
-        return self.metadata.get("features", [])
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """One forward pass over a batch of model inputs (multi-hot rows or 13 raw features)."""
-        return self.forward(np.ascontiguousarray(x, dtype=np.float32))
-
-    def predict_texts(self, texts: list[str]) -> np.ndarray:
-        """Raw texts → word ids (the shared ``service.vectorize``) → one forward pass."""
-        assert self.word_index is not None, f"{self.name} does not read text"
-        encode, num_words = self.word_index.encode, self.word_index.num_words
-        # One text's ids at a time: a batch of 1,000 reviews never holds all its token lists.
-        return self.predict_positions([hot_positions(encode(text), num_words) for text in texts])
-
-    def predict_sequences(self, sequences: list[list[int]]) -> np.ndarray:
-        """Keras word-id sequences → their multi-hot rows → one forward pass over the batch."""
-        assert self.word_index is not None, f"{self.name} does not read word ids"
-        num_words = self.word_index.num_words
-        return self.predict_positions([hot_positions(s, num_words) for s in sequences])
-
-    def predict_positions(self, positions: list[np.ndarray]) -> np.ndarray:
-        """Multi-hot rows given by their 1-positions (``hot_positions``) → one forward pass."""
-        num_words = self.word_index.num_words  # type: ignore[union-attr]
-        if self.network is not None and self.network.reads_positions:
-            return self.network.from_positions(positions)
-        return self.predict(rows_from_positions(positions, num_words))
 
 
 @dataclass(frozen=True)
@@ -117,16 +96,21 @@ class Registry:
     (``service.reload``). A request reads the registry once and keeps the ``ServedModel`` it
     got, so a whole batch is answered by one version even while a reload swaps them.
 
-    ``failures`` is keyed ``name`` (the model folder itself) or ``name/version``.
+    ``names`` are the models known: the expected ones (``EXPECTED_MODELS``) first, then every
+    other model folder found. ``failures`` is keyed ``name`` (the model folder itself) or
+    ``name/version``.
     """
 
     models: dict[str, dict[int, ServedModel]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The requested version, or the highest served one when ``version`` is None."""
         versions = self.models.get(name)
         if not versions:
+            if name not in self.names:
+                raise UnknownModel(name, self.names)
             raise ModelUnavailable(name, self.reason(name))
         if version is None:
             return versions[max(versions)]
@@ -150,19 +134,23 @@ class Registry:
 
     @property
     def ready(self) -> bool:
-        """Every model has a version to serve; a failed extra version does not make us unready."""
-        return all(self.models.get(name) for name in MODEL_NAMES)
+        """Some model is known and every known one has a version to serve; a failed extra
+        version does not make us unready."""
+        return bool(self.names) and all(self.models.get(name) for name in self.names)
 
     def states(self) -> dict[str, str]:
-        return {name: "ready" if self.models.get(name) else self.reason(name) for name in MODEL_NAMES}
+        return {name: "ready" if self.models.get(name) else self.reason(name) for name in self.names}
 
     def serving(self) -> dict[str, str]:
         """The default (highest) version of each model with one, as the API names it."""
         return {name: str(max(versions)) for name, versions in self.models.items() if versions}
 
     @classmethod
-    def load(cls, models_dir: Path, previous: Registry | None = None) -> Registry:
-        """Load every version of the three models; record, never raise, a failure.
+    def load(
+        cls, models_dir: Path, previous: Registry | None = None, expected: Iterable[str] = ()
+    ) -> Registry:
+        """Load every version of every model folder (and look for the ``expected`` ones); record,
+        never raise, a failure.
 
         With ``previous`` (a reload), a version whose artifact is unchanged is reused as it is,
         and nothing that serves is dropped because of a failure: a version that fails to load
@@ -170,19 +158,14 @@ class Registry:
         versions. Only a version folder that was removed stops being served.
         """
         previous = previous or cls()
+        folder_problem, found = _scan(models_dir)
+        names = tuple(dict.fromkeys([*expected, *found]))
         models: dict[str, dict[int, ServedModel]] = {}
         failures: dict[str, str] = {}
-        folder_problem = _folder_problem(models_dir)
-        for name in MODEL_NAMES:
+        for name in names:
             before = previous.models.get(name, {})
             try:
-                if folder_problem:
-                    raise ArtifactError(folder_problem)
-                if not (models_dir / name).is_dir():
-                    raise ArtifactError(f"no artifact folder at {models_dir / name}")
-                folders = version_folders(models_dir / name)
-                if not folders:
-                    raise ArtifactError(f"{models_dir / name} holds no version folder (1/, 2/, ...)")
+                folders = _version_folders(models_dir, name, folder_problem)
             except (ArtifactError, OSError) as error:
                 failures[name] = _kept(str(error), bool(before))
                 models[name] = dict(before)
@@ -195,7 +178,7 @@ class Registry:
                     failures[f"{name}/{version}"] = _kept(str(error), version in before)
                     if version in before:
                         models[name][version] = before[version]
-        registry = cls({name: versions for name, versions in models.items() if versions}, failures)
+        registry = cls({n: versions for n, versions in models.items() if versions}, failures, names)
         registry._log(previous)
         return registry
 
@@ -205,9 +188,33 @@ class Registry:
         for served in (s for versions in self.models.values() for s in versions.values()):
             if previous.models.get(served.name, {}).get(int(served.version)) is not served:
                 logger.info(
-                    "model %s version %s ready (%s)", served.name, served.version,
-                    "NumPy forward pass" if served.network else "Keras call",
+                    "model %s version %s ready (%s, %s)", served.name, served.version,
+                    served.kind.kind, served.kind.runtime.description,
                 )  # fmt: skip
+
+
+def _scan(models_dir: Path) -> tuple[str | None, list[str]]:
+    """What is wrong with ``MODELS_DIR`` itself, if anything, and the model folders in it."""
+    try:
+        if not models_dir.is_dir():
+            return f"MODELS_DIR {models_dir} is not a folder", []
+        return None, model_folders(models_dir)
+    except OSError as error:
+        return f"MODELS_DIR {models_dir} cannot be read: {error}", []
+
+
+def _version_folders(models_dir: Path, name: str, folder_problem: str | None) -> dict[int, Path]:
+    if folder_problem:
+        raise ArtifactError(folder_problem)
+    if name in RESERVED_NAMES:
+        raise ArtifactError(f"{models_dir / name}: '{name}' is a path of the service itself; "
+                            f"rename the folder")  # fmt: skip
+    if not (models_dir / name).is_dir():
+        raise ArtifactError(f"no artifact folder at {models_dir / name}")
+    folders = version_folders(models_dir / name)
+    if not folders:
+        raise ArtifactError(f"{models_dir / name} holds no version folder (1/, 2/, ...)")
+    return folders
 
 
 def _kept(reason: str, kept: bool) -> str:
@@ -225,93 +232,49 @@ def _load_or_reuse(folder: Path, name: str, version: int, loaded: ServedModel | 
     return load_model(folder, name, str(version), fingerprint)
 
 
-def _folder_problem(models_dir: Path) -> str | None:
-    try:
-        if not models_dir.is_dir():
-            return f"MODELS_DIR {models_dir} is not a folder"
-        next(models_dir.iterdir(), None)
-    except OSError as error:
-        return f"MODELS_DIR {models_dir} cannot be read: {error}"
-    return None
-
-
 def load_model(folder: Path, name: str, version: str = "1", fingerprint: str = "") -> ServedModel:
-    """Verify, load (safe mode), pick the forward pass, check it and warm it; or ``ArtifactError``."""
+    """Verify the files, load the network (safe mode), build the card's kind, check the served
+    path against Keras and warm it; or ``ArtifactError`` with the reason."""
     if not folder.is_dir():
         raise ArtifactError(f"no artifact folder at {folder}")
-    metadata = read_verified_metadata(folder)
-    if metadata.get("name") != name:
-        raise ArtifactError(f"{folder} holds model {metadata.get('name')!r}, expected {name!r}")
-    if str(metadata.get("version", version)) != version:
+    card = read_verified_metadata(folder)
+    if card.get("name") != name:
+        raise ArtifactError(f"{folder} holds model {card.get('name')!r}, expected {name!r}")
+    if str(card.get("version", version)) != version:
         raise ArtifactError(
             f"{folder} is version {version} by its place but its {METADATA_FILE} says "
-            f"{metadata.get('version')!r}: retrain with --version {version} or move the folder"
+            f"{card.get('version')!r}: retrain with --version {version} or move the folder"
+        )
+    kind_name = kind_of(card)
+    if kind_name not in KINDS:
+        raise ArtifactError(
+            f"{folder / METADATA_FILE} declares kind {kind_name!r}; this server serves "
+            f"{', '.join(repr(k) for k in KINDS)}"
         )
     keras = load_keras()
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a bad file
         raise ArtifactError(f"{folder / MODEL_FILE} cannot be loaded safely: {error}") from None
-
-    word_index = None
-    if "num_words" in metadata.get("preprocessing", {}):
-        word_index = WordIndex(read_word_index(folder), metadata["preprocessing"]["num_words"])
-    reference = keras_forward(model)
-    network = numpy_network(model)
-    served = ServedModel(
-        name=name,
-        version=version,
-        metadata=metadata,
-        forward=network or reference,
-        network=network,
-        word_index=word_index,
-        fingerprint=fingerprint,
-    )
-    _check_and_warm(served, reference, folder)
-    return served
+    kind = KINDS[kind_name].load(name, card, folder, Runtime.of(model))
+    verify(kind, folder)
+    return ServedModel(name=name, version=version, card=card, kind=kind, fingerprint=fingerprint)
 
 
-def _check_and_warm(served: ServedModel, reference: Forward, folder: Path) -> None:
-    """Run the served path on a probe batch and compare it with the Keras model's own call."""
-    name = served.name
-    labels = served.metadata.get("labels")
-    if name == "reuters" and not (
-        isinstance(labels, list) and len(labels) == 46 and all(isinstance(x, str) for x in labels)
-    ):
-        raise ArtifactError(f"{folder} metadata.json needs 'labels': the 46 topic names in order")
-    if served.word_index is not None:
-        sequences = _probe_sequences(served.word_index.num_words)
-        expected = reference(multi_hot(sequences, served.word_index.num_words))
-        served_output = served.predict_sequences(sequences)
-    else:
-        rows = _probe_rows(served.features)
-        expected = reference(rows)
-        served_output = served.predict(rows)
-    if expected.shape != (len(expected), EXPECTED_OUTPUTS[name]):
+def verify(kind: Kind, folder: Path) -> None:
+    """Run the kind's probe batch through the served path and through ``model(x)``: the output
+    width must be the card's and the two must agree to float32 precision."""
+    expected, served = kind.probe()
+    if expected.ndim != 2 or expected.shape[1] != kind.output_width:
         raise ArtifactError(
-            f"{folder / MODEL_FILE} outputs shape {expected.shape[1:]}, "
-            f"the {name} endpoint needs ({EXPECTED_OUTPUTS[name]},)"
+            f"{folder / MODEL_FILE} outputs shape {expected.shape[1:]}, but its card makes it a "
+            f"{kind.kind} with ({kind.output_width},)"
         )
-    gap = float(np.max(np.abs(served_output - expected)))
-    if gap > PARITY_TOLERANCE:
-        raise ArtifactError(f"the NumPy forward pass differs from Keras by {gap:.3g} on {name}")
-
-
-def _probe_sequences(num_words: int) -> list[list[int]]:
-    """Deterministic word-id sequences that touch every input weight: a check and a warm-up."""
-    rng = np.random.default_rng(0)
-    return [[1], list(range(num_words))] + [
-        rng.integers(1, num_words, size=size).tolist() for size in (10, 100, 1000)
-    ]
-
-
-def _probe_rows(features: list[dict[str, Any]]) -> np.ndarray:
-    """Boston rows at the training minimum, maximum, mean and random points between."""
-    if not features:
-        raise ArtifactError("metadata.json has neither a word index nor 'features' to read")
-    rng = np.random.default_rng(0)
-    lows = np.array([f["train_min"] for f in features], dtype=np.float32)
-    highs = np.array([f["train_max"] for f in features], dtype=np.float32)
-    means = np.array([f["train_mean"] for f in features], dtype=np.float32)
-    random_rows = lows + (highs - lows) * rng.random((5, len(features)), dtype=np.float32)
-    return np.vstack([lows, highs, means, random_rows]).astype(np.float32)
+    allowed = PARITY_EPSILONS * np.finfo(np.float32).eps * np.maximum(np.abs(expected), 1.0)
+    excess = np.abs(np.asarray(served, dtype=np.float64) - expected) - allowed
+    if np.max(excess) > 0:
+        gap = float(np.max(np.abs(served - expected)))
+        raise ArtifactError(
+            f"the served forward pass differs from Keras by {gap:.3g} on {kind.name}, more than "
+            f"float32 rounding explains ({PARITY_EPSILONS} epsilons relative)"
+        )

@@ -1,6 +1,6 @@
 """Hot reload: rescan ``MODELS_DIR``, load and verify new versions off the event loop, swap.
 
-Triggered by ``SIGHUP`` or ``POST /admin/reload`` (``service.admin``). The new ``Registry`` is
+Triggered by ``SIGHUP`` or ``POST /admin/reload`` (``service.api.admin``). The new ``Registry`` is
 built in a worker thread while the old one keeps answering; the swap is one assignment to
 ``app.state.registry``. A request reads the registry once, so it is answered wholly by the
 versions that were current when it arrived, never by a mixture.
@@ -17,10 +17,9 @@ import time
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from service.artifacts import MODEL_NAMES
 from service.memory import release_free_memory
 from service.registry import Registry
-from service.schemas import ReloadReport
+from service.api.schemas import ReloadReport
 
 logger = logging.getLogger("service.reload")
 
@@ -28,7 +27,7 @@ logger = logging.getLogger("service.reload")
 def compare(old: Registry, new: Registry) -> ReloadReport:
     """The versions a swap from ``old`` to ``new`` brings in, takes out and keeps."""
     report = ReloadReport(failed=dict(new.failures), serving=new.serving())
-    for name in MODEL_NAMES:
+    for name in dict.fromkeys([*old.names, *new.names]):
         before, after = old.models.get(name, {}), new.models.get(name, {})
         for version in sorted(before.keys() | after.keys()):
             key = f"{name}/{version}"
@@ -53,8 +52,12 @@ class Reloader:
             started = time.perf_counter()
             state = self.app.state
             old: Registry = state.registry
-            new = await run_in_threadpool(Registry.load, state.settings.models_dir, old)
+            settings = state.settings
+            new = await run_in_threadpool(
+                Registry.load, settings.models_dir, old, settings.expected_models
+            )
             state.registry = new  # the swap: requests from now on read the new registry
+            self.app.openapi_schema = None  # /docs lists the models served now
             report = compare(old, new)
             report.seconds = round(time.perf_counter() - started, 3)
             state.metrics.record_registry(new)

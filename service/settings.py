@@ -10,8 +10,10 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -25,10 +27,10 @@ class RequireModels(str, Enum):
 
 
 class Settings(BaseSettings):
-    """Serve the IMDB, Reuters and Boston housing models over HTTP.
+    """Serve the models of MODELS_DIR (the book's IMDB, Reuters and Boston, and your own) over HTTP.
 
     Every option is also read from the environment variable of its name in upper case
-    (HOST, PORT, WORKERS, MODELS_DIR, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
+    (HOST, PORT, WORKERS, MODELS_DIR, EXPECTED_MODELS, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
     MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, LOG_LEVEL, ACCESS_LOG, ADMIN_TOKEN); a flag wins over its
     variable.
     """
@@ -46,7 +48,13 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Worker processes (uvicorn).")
     models_dir: Path = Field(
         DEFAULT_MODELS_DIR,
-        description="Folder holding imdb/, reuters/ and boston/, each with version folders 1/, 2/...",
+        description="Folder of model folders (imdb/, reuters/, boston/, your own), each with "
+        "version folders 1/, 2/...; every folder named like a model is served.",
+    )
+    expected_models: Annotated[list[str], NoDecode] = Field(
+        ["imdb", "reuters", "boston"],
+        description="Comma-separated models that must be in MODELS_DIR: the service is not ready "
+        "while one is missing. Empty: just the folders found.",
     )
     require_models: RequireModels = Field(
         RequireModels.any,
@@ -72,3 +80,11 @@ class Settings(BaseSettings):
         description="Bearer token for POST /admin/reload (at least 16 characters); "
         "unset, the admin endpoints answer 403. SIGHUP reloads either way.",
     )
+
+    @field_validator("expected_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``EXPECTED_MODELS=imdb,spam`` from the environment or the command line."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value

@@ -45,9 +45,10 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def artifacts(models_dir: Path) -> dict[str, Path]:
     """Each model's folder of the version the service serves by default: the highest one."""
-    from service.artifacts import MODEL_NAMES, version_folders
+    from service.api.book import BOOK_MODELS
+    from service.artifacts import version_folders
 
-    return {name: max(version_folders(models_dir / name).items())[1] for name in MODEL_NAMES}
+    return {name: max(version_folders(models_dir / name).items())[1] for name in BOOK_MODELS}
 
 
 def _pin_keras_backend() -> None:

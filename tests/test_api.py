@@ -8,7 +8,7 @@ import math
 import httpx
 import pytest
 
-from service.schemas import FEATURE_NAMES, SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
+from service.api.book import FEATURE_NAMES, SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
 
 GOOD = "A wonderful, moving film with excellent acting. I loved it and would watch it again."
 BAD = "The worst film I have ever seen: boring, stupid and a waste of time. Awful acting."

@@ -7,7 +7,7 @@ import pytest
 
 from service.artifacts import read_word_index
 from service.registry import load_model
-from service.schemas import FEATURE_NAMES, SAMPLE_FEATURES
+from service.api.book import FEATURE_NAMES, SAMPLE_FEATURES
 from service.vectorize import WordIndex, hot_positions
 
 POSITIVE = (
@@ -22,8 +22,12 @@ NEWSWIRE = (
 
 @pytest.fixture(scope="module")
 def served(artifacts):
-    """The served models, loaded in this process as the service loads them."""
-    return {name: load_model(artifacts[name], name) for name in ("imdb", "reuters", "boston")}
+    """The served models' kinds, loaded in this process as the service loads them."""
+    return {name: load_model(artifacts[name], name).kind for name in ("imdb", "reuters", "boston")}
+
+
+def predict_sequences(kind, sequences):
+    return kind.predict(kind.positions(sequences))
 
 
 def explain(api, path: str, body: dict) -> dict:
@@ -42,9 +46,9 @@ def test_each_word_effect_is_the_difference_of_two_model_calls(api, served, arti
     ids = {word_index.word(i): i for i in set(sequence) if i > 2}
     prediction = explain(api, "/imdb/predict", {"text": POSITIVE, "explain_top": 100})
     model = served["imdb"]
-    full = model.predict_sequences([sequence])[0, 0]
+    full = predict_sequences(model, [sequence])[0, 0]
     for item in prediction["explanation"]["words"]:
-        reduced = model.predict_sequences([without(sequence, ids[item["word"]])])[0, 0]
+        reduced = predict_sequences(model, [without(sequence, ids[item["word"]])])[0, 0]
         assert abs(item["effect"] - (full - reduced)) < 1e-6, item
     assert len(prediction["explanation"]["words"]) == len(ids)
 
@@ -84,23 +88,24 @@ def test_reuters_effects_are_on_the_predicted_topic(api, served, artifacts):
     first = prediction["explanation"]["words"][0]
     word_id = next(i for i in set(sequence) if i > 2 and word_index.word(i) == first["word"])
     model = served["reuters"]
-    expected = model.predict_sequences([sequence])[0, topic] - model.predict_sequences(
-        [without(sequence, word_id)]
-    )[0, topic]
+    expected = (
+        predict_sequences(model, [sequence])[0, topic]
+        - predict_sequences(model, [without(sequence, word_id)])[0, topic]
+    )
     assert abs(first["effect"] - expected) < 1e-6
 
 
 def test_each_feature_effect_is_the_price_minus_the_price_at_its_mean(api, served):
     prediction = explain(api, "/boston/predict", {"features": SAMPLE_FEATURES})
     model = served["boston"]
-    means = {f["name"]: f["train_mean"] for f in model.features}
-    price = model.predict(np.array([SAMPLE_FEATURES]))[0, 0]
+    means = {f["name"]: f["train_mean"] for f in model.card["features"]}
+    price = model.predict(np.array([SAMPLE_FEATURES]))[0]
     assert [e["feature"] for e in prediction["explanation"]] != list(FEATURE_NAMES)  # sorted
     assert sorted(e["feature"] for e in prediction["explanation"]) == sorted(FEATURE_NAMES)
     for effect in prediction["explanation"]:
         row = list(SAMPLE_FEATURES)
         row[FEATURE_NAMES.index(effect["feature"])] = means[effect["feature"]]
-        at_mean = model.predict(np.array([row]))[0, 0]
+        at_mean = model.predict(np.array([row]))[0]
         # prices are float32 near 20 ($1000s): agreement within 1e-6 relative, a tenth of a cent
         assert abs(effect["effect"] - (price - at_mean)) <= 1e-6 * abs(price), effect
     sizes = [abs(e["effect"]) for e in prediction["explanation"]]
@@ -120,13 +125,11 @@ def test_explain_top_out_of_range_is_422(api, explain_top):
 
 
 def test_the_explanation_is_one_batched_call(served, monkeypatch):
-    from service.explain import explain_words
-
     model = served["imdb"]
     calls = []
-    original = type(model).predict_positions
-    monkeypatch.setattr(type(model), "predict_positions",
+    original = type(model).predict
+    monkeypatch.setattr(type(model), "predict",
                         lambda self, rows: calls.append(len(rows)) or original(self, rows))  # fmt: skip
     sequence = model.word_index.encode(POSITIVE)
-    explain_words(model, sequence, 0, lambda out: out[:, 0], 10)
+    model.explain(sequence, lambda out: out[:, 0], 10)
     assert calls == [1 + len(set(hot_positions(sequence)) - {1, 2})]

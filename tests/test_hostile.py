@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from service.schemas import SAMPLE_FEATURES, SAMPLE_REVIEW
+from service.api.book import SAMPLE_FEATURES, SAMPLE_REVIEW
 
 DOCUMENTED = {200, 400, 404, 413, 415, 422}
 

@@ -7,7 +7,7 @@ import sys
 
 import httpx
 
-from service.schemas import SAMPLE_FEATURES
+from service.api.book import SAMPLE_FEATURES
 from tests.serverproc import start_server, wait_until_ready
 
 # Runs the service as ``python -m service`` would, and reports at exit what the process imported.

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from service.artifacts import MODEL_FILE, read_word_index
-from service.schemas import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
+from service.api.book import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
 from service.vectorize import WordIndex, multi_hot
 
 CLIENTS = 32

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.schemas import SAMPLE_FEATURES, SAMPLE_REVIEW
+from service.api.book import SAMPLE_FEATURES, SAMPLE_REVIEW
 from tests.derived import add_a_thousand_dollars, derive_version, flip_sentiment
 from tests.serverproc import running_server
 

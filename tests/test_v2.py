@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.schemas import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
+from service.api.book import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the test extra")
 from tritonclient.utils import InferenceServerException  # noqa: E402

@@ -1,20 +1,15 @@
 """The Open Inference Protocol (V2) endpoints that KServe, MLServer and Triton share, under ``/v2``.
 
-Any V2 client (``tritonclient.http``, KServe's ``InferenceRESTClient``, plain curl) can use the
-three models unchanged. The request path is ours: registry → limits → the shared preprocessing
-(``service.vectorize``) → one forward pass; only the envelope differs (``service.tensors``).
+Any V2 client (``tritonclient.http``, KServe's ``InferenceRESTClient``, plain curl) can use
+every served model unchanged. The request path is the JSON API's: registry → the model's kind
+(limits, preprocessing, one forward pass, labels); only the envelope differs
+(``service.tensors``). Each kind names its tensors (``-1``: any size):
 
-Tensors of each model (``-1``: any size):
-
-======= ============================================== ==========================================
-model   inputs (send one)                              outputs
-======= ============================================== ==========================================
-imdb    ``text`` BYTES [-1] or ``word_ids`` INT64      ``probability`` FP32 [-1, 1],
-        [-1, -1] (Keras ids, 0 padding)                ``label`` BYTES [-1]
-reuters same as imdb                                   ``probabilities`` FP32 [-1, 46],
-                                                       ``label`` BYTES [-1]
-boston  ``features`` FP32 [-1, 13] (raw)               ``price`` FP32 [-1, 1] ($1000s)
-======= ============================================== ==========================================
+* text classifier: input ``text`` BYTES [-1] or ``word_ids`` INT64 [-1, -1] (Keras ids, 0
+  padding); outputs ``probability`` FP32 [-1, 1] (two labels) or ``probabilities`` FP32
+  [-1, labels], and ``label`` BYTES [-1];
+* table regressor: input ``features`` FP32 [-1, features] (raw); output named by the card's
+  target field (Boston: ``price`` FP32 [-1, 1], $1000s; otherwise ``value``).
 
 Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model or version,
 503 for a model that failed to load (with the reason).
@@ -22,19 +17,16 @@ Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from service.artifacts import MODEL_NAMES
-from service.registry import ModelUnavailable, ServedModel, VersionNotServed
-from service.routes import compute
-from service.schemas import MAX_FEATURE, MAX_WORD_ID
+from service.api.offload import run_sized
+from service.kinds.base import InputProblems, Kind, Problem
+from service.registry import ModelUnavailable, ServedModel, UnknownModel, VersionNotServed
 from service.tensors import (
     HEADER_LENGTH,
     InferenceRequest,
@@ -96,30 +88,6 @@ async def v2_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=error.status)
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    accepts: tuple[str, ...] = ()
-    """Other datatypes read as this one (an INT32 word id is as good as an INT64 one)."""
-
-    def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-
-TEXT = TensorSpec("text", "BYTES", (-1,))
-WORD_IDS = TensorSpec("word_ids", "INT64", (-1, -1), accepts=("INT32",))
-FEATURES = TensorSpec("features", "FP32", (-1, 13), accepts=("FP64",))
-LABEL = TensorSpec("label", "BYTES", (-1,))
-
-INPUTS = {"imdb": (TEXT, WORD_IDS), "reuters": (TEXT, WORD_IDS), "boston": (FEATURES,)}
-OUTPUTS = {
-    "imdb": (TensorSpec("probability", "FP32", (-1, 1)), LABEL),
-    "reuters": (TensorSpec("probabilities", "FP32", (-1, 46)), LABEL),
-    "boston": (TensorSpec("price", "FP32", (-1, 1)),),
-}
-
 v2 = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], responses=V2_ERRORS)
 
 
@@ -140,10 +108,10 @@ async def server_ready(request: Request) -> JSONResponse:
 
 
 def served_model(request: Request, name: str, version: str | None) -> ServedModel:
-    if name not in MODEL_NAMES:
-        raise V2Error(404, f"unknown model '{name[:40]}'; models: {', '.join(MODEL_NAMES)}")
     try:
         return request.app.state.registry.get(name, version)
+    except UnknownModel as error:
+        raise V2Error(404, f"unknown model '{error.name}'; models: {error.known}") from None
     except ModelUnavailable as error:
         raise V2Error(503, str(error)) from None
     except VersionNotServed as error:
@@ -158,9 +126,9 @@ async def model_metadata(request: Request, name: str, version: str | None = None
         "name": name,
         "versions": [s.version for s in request.app.state.registry.versions(name)],
         "platform": "keras",
-        "inputs": [spec.metadata() for spec in INPUTS[name]],
-        "outputs": [spec.metadata() for spec in OUTPUTS[name]],
-        "parameters": {"served_version": served.version, "task": served.metadata.get("task", "")},
+        "inputs": [spec.metadata() for spec in served.kind.v2_inputs()],
+        "outputs": [spec.metadata() for spec in served.kind.v2_outputs()],
+        "parameters": {"served_version": served.version, "task": served.card.get("task", "")},
     }
 
 
@@ -184,21 +152,24 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
 @v2.post("/models/{name}/versions/{version}/infer", summary="Inference on one version",
          openapi_extra=INFER_BODY)  # fmt: skip
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
-    """Registry → body → tensors → limits → the model → output tensors, JSON or binary."""
+    """Registry → body → tensors → the kind (limits, model, labels) → output tensors."""
     served = served_model(request, name, version)
-    state = request.app.state
+    kind, state = served.kind, request.app.state
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise V2Error(400, "compressed request bodies are not supported (Content-Encoding)")
     try:
         body, binary = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-        given = one_input(name, decode_inputs(body, binary))
-        wanted = requested_outputs(name, body)
+        given = one_input(kind, decode_inputs(body, binary))
+        wanted = requested_outputs(kind, body)
+        batch = kind.v2_batch(given, state.limits)
     except TensorError as error:
         raise V2Error(400, str(error)) from None
-    batch = check_input(given, state.limits)
+    except InputProblems as error:
+        raise V2Error(400, "; ".join(map(_rendered, error.problems))) from None
     state.metrics.record_batch(served.name, served.version, len(batch))
-    characters = sum(len(item) for item in batch) if given.name != "features" else 0
-    outputs = await compute(partial(run, served, given.name, batch), len(batch), characters)
+    characters = sum(len(item) for item in batch) if given.datatype == "BYTES" else 0
+    cost = max(len(batch), characters // 2_500)
+    outputs = await run_sized(partial(kind.v2_answer, given.name, batch), cost)
     reply: dict[str, Any] = {"model_name": name, "model_version": served.version}
     if body.id is not None:
         reply["id"] = body.id
@@ -213,15 +184,16 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     )  # fmt: skip
 
 
-def one_input(name: str, tensors: list[Tensor]) -> Tensor:
+def one_input(kind: Kind, tensors: list[Tensor]) -> Tensor:
     """The one input tensor a request may send, named and typed as the model's metadata says."""
-    names = " or ".join(f"'{spec.name}'" for spec in INPUTS[name])
+    specs = kind.v2_inputs()
+    names = " or ".join(f"'{spec.name}'" for spec in specs)
     if len(tensors) != 1:
         raise TensorError(f"send exactly one input ({names}), got {len(tensors)}")
     tensor = tensors[0]
-    spec = next((spec for spec in INPUTS[name] if spec.name == tensor.name), None)
+    spec = next((spec for spec in specs if spec.name == tensor.name), None)
     if spec is None:
-        raise TensorError(f"model '{name}' has no input '{tensor.name[:40]}'; its inputs: {names}")
+        raise TensorError(f"model '{kind.name}' has no input '{tensor.name[:40]}'; its inputs: {names}")
     if tensor.datatype not in (spec.datatype, *spec.accepts):
         raise TensorError(
             f"input '{spec.name}' must be {spec.datatype}, got {tensor.datatype[:20]}"
@@ -239,9 +211,9 @@ def one_input(name: str, tensors: list[Tensor]) -> Tensor:
     return tensor
 
 
-def requested_outputs(name: str, body: Any) -> dict[str, bool]:
+def requested_outputs(kind: Kind, body: Any) -> dict[str, bool]:
     """Output name → whether it travels as binary data; every output when none is named."""
-    known = [spec.name for spec in OUTPUTS[name]]
+    known = [spec.name for spec in kind.v2_outputs()]
     all_binary = body.parameters.get("binary_data_output") is True
     if body.outputs is None:
         return {output: all_binary for output in known}
@@ -249,68 +221,14 @@ def requested_outputs(name: str, body: Any) -> dict[str, bool]:
     for output in body.outputs:
         if output.name not in known:
             raise TensorError(
-                f"model '{name}' has no output '{output.name[:40]}'; its outputs: {', '.join(known)}"
+                f"model '{kind.name}' has no output '{output.name[:40]}'; its outputs: {', '.join(known)}"
             )
         wanted[output.name] = output.parameters.get("binary_data", all_binary) is True
     return wanted
 
 
-def check_input(tensor: Tensor, limits: Any) -> list[Any]:
-    """The input as a batch of items (texts, word-id rows or feature rows), within the limits
-    and value ranges our JSON endpoints enforce; a ``V2Error`` 400 naming the problem if not."""
-    n = tensor.shape[0]
-    where = f"input '{tensor.name}'"
-    if n > limits.max_batch_size:
-        raise V2Error(400, f"{where}: at most {limits.max_batch_size} items allowed, got {n}")
-    if tensor.name == "text":
-        return [_text(element, i, limits.max_text_chars) for i, element in enumerate(tensor.data)]
-    values = np.asarray(tensor.data).reshape(tensor.shape)
-    if tensor.name == "word_ids":
-        if tensor.shape[1] > limits.max_text_chars:
-            raise V2Error(400, f"{where}: at most {limits.max_text_chars} word ids allowed per "
-                               f"row, got {tensor.shape[1]}")  # fmt: skip
-        if values.size and (values.min() < 0 or values.max() > MAX_WORD_ID):
-            raise V2Error(400, f"{where}: word ids must be from 0 to {MAX_WORD_ID}")
-        return list(values.astype(np.int64))
-    values = values.astype(np.float64)
-    if not np.isfinite(values).all() or np.abs(values).max() > MAX_FEATURE:
-        raise V2Error(
-            400, f"{where}: every feature must be a finite number within ±{MAX_FEATURE:g}"
-        )
-    return list(values)
-
-
-def _text(element: bytes, i: int, max_chars: int) -> str:
-    try:
-        text = element.decode("utf-8")
-    except UnicodeDecodeError:
-        raise V2Error(400, f"input 'text'[{i}] is not valid UTF-8") from None
-    if not text:
-        raise V2Error(400, f"input 'text'[{i}] is empty")
-    if len(text) > max_chars:
-        raise V2Error(
-            400, f"input 'text'[{i}]: at most {max_chars} characters allowed, got {len(text)}"
-        )
-    return text
-
-
-def run(served: ServedModel, input_name: str, batch: list[Any]) -> dict[str, Tensor]:
-    """One forward pass over the batch, as every output tensor of the model."""
-    if input_name == "text":
-        scores = served.predict_texts(batch)
-    elif input_name == "word_ids":
-        scores = served.predict_sequences(batch)
-    else:
-        scores = served.predict(np.asarray(batch, dtype=np.float32))
-    scores = np.asarray(scores, dtype=np.float32)
-    n = len(batch)
-    if served.name == "boston":
-        return {"price": Tensor("price", "FP32", (n, 1), scores)}
-    if served.name == "imdb":
-        labels = [b"positive" if p >= 0.5 else b"negative" for p in scores[:, 0].tolist()]
-        outputs = {"probability": Tensor("probability", "FP32", (n, 1), scores)}
-    else:
-        names = served.labels
-        labels = [names[i].encode() for i in np.argmax(scores, axis=1).tolist()]
-        outputs = {"probabilities": Tensor("probabilities", "FP32", (n, 46), scores)}
-    return {**outputs, "label": Tensor("label", "BYTES", (n,), labels)}
+def _rendered(problem: Problem) -> str:
+    """A problem in V2's words: ``input 'text'[3]: at most 100000 characters allowed, got ...``."""
+    name, *rest = problem.loc
+    where = f"input '{name}'" + "".join(f"[{part}]" for part in rest)
+    return f"{where} {problem.msg}" if problem.msg.startswith("is ") else f"{where}: {problem.msg}"

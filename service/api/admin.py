@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.schemas import ErrorResponse, ReloadReport
+from service.api.schemas import ErrorResponse, ReloadReport
 
 bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")
 

@@ -1,0 +1,237 @@
+"""What every model kind shares: the request fields, the input problems, and the ``Kind`` contract.
+
+A *kind* is what a model is (a text classifier, a table regressor), in the spirit of KServe's
+``Model``: built once from a version's model card and its runtime (``load``), it turns a request
+into model input (``preprocess``), runs it (``predict``) and turns the output into answers
+(``postprocess``, with ``explain`` on demand). The protocol adapters (``service.api.rest``,
+``service.api.v2``) call these methods and nothing else: no module outside a kind knows what a
+model's inputs, labels or outputs are.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Self
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+from service.forward import Runtime
+from service.tensors import Tensor
+
+# --- Request fields every kind uses ---------------------------------------------------------
+
+MAX_FEATURE = 1e9
+FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-MAX_FEATURE, le=MAX_FEATURE)]
+"""A numeric feature: a finite JSON number (no NaN, no Infinity, nor 1e400 which parses to it,
+no strings) within ±1e9, far past any real value yet safely inside float32's range."""
+
+MAX_WORD_ID = 2**31 - 1
+
+
+def integral_float_to_int(value: object) -> object:
+    """JSON Schema counts 14.0 as an integer; so do we. 14.5, "14" and true stay errors."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WordId = Annotated[StrictInt, Field(ge=0, le=MAX_WORD_ID), BeforeValidator(integral_float_to_int)]
+"""A Keras word id: a JSON integer from 0 to 2**31 - 1 (no fractions, strings or booleans)."""
+NonEmptyText = Annotated[str, Field(min_length=1)]
+
+
+def _version_to_text(value: object) -> object:
+    """A version may be given as 2 or "2" (or 2.0); the API names versions as strings."""
+    value = integral_float_to_int(value)
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Version = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$"), BeforeValidator(_version_to_text)]
+"""A model version: a positive integer, as a JSON number or string (``2`` or ``"2"``)."""
+
+VERSION_FIELD = Field(
+    None, description="Model version to use (a positive integer); default: the highest served."
+)
+
+
+def exactly_one_of(forms: tuple[str, ...], examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON Schema side of ``InputForms``' rule, so generated clients and fuzzers know it too."""
+    return {"oneOf": [{"required": [form]} for form in forms], "examples": examples}
+
+
+class InputForms(BaseModel):
+    """Exactly one input form. The form fields default to absent but are never nullable:
+    ``{"text": null}`` is a 422, and the documented schema says so."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_forms: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> Self:
+        given = [form for form in self.input_forms if getattr(self, form) is not None]
+        if len(given) != 1:
+            forms = ", ".join(f"'{form}'" for form in self.input_forms)
+            found = ", ".join(f"'{form}'" for form in given) or "none"
+            raise ValueError(f"give exactly one of {forms}; found {found}")
+        return self
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+# --- Input problems: one place for limits, two renderings ------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input the schema admitted: where (the field path), what, and a
+    machine-readable type. REST renders it as a 422 item, V2 as a 400 message."""
+
+    loc: Loc
+    msg: str
+    type: str = "value_error"
+
+
+class InputProblems(Exception):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(p.msg for p in problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configurable request limits (``MAX_BATCH_SIZE``, ``MAX_TEXT_CHARS``) and their messages."""
+
+    max_batch_size: int
+    max_text_chars: int
+
+    def batch(self, loc: Loc, size: int) -> Problem | None:
+        if size > self.max_batch_size:
+            return Problem(loc, f"at most {self.max_batch_size} items allowed, got {size}", "too_long")
+        return None
+
+    def text(self, loc: Loc, text: str) -> Problem | None:
+        if len(text) > self.max_text_chars:
+            return Problem(
+                loc, f"at most {self.max_text_chars} characters allowed, got {len(text)}",
+                "string_too_long",
+            )  # fmt: skip
+        return None
+
+    def sequence(self, loc: Loc, length: int) -> Problem | None:
+        if length > self.max_text_chars:
+            return Problem(
+                loc, f"at most {self.max_text_chars} word ids allowed, got {length}", "too_long"
+            )
+        return None
+
+
+def raise_problems(problems: Sequence[Problem | None], most: int = 10) -> None:
+    """Raise ``InputProblems`` with the first ``most`` problems found, if any."""
+    found = [problem for problem in problems if problem is not None][:most]
+    if found:
+        raise InputProblems(found)
+
+
+# --- V2 tensors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A V2 input or output as the model metadata describes it (``-1``: any size)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    accepts: tuple[str, ...] = ()
+    """Other datatypes read as this one (an INT32 word id is as good as an INT64 one)."""
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+# --- The contract -----------------------------------------------------------------------------
+
+
+class Kind(ABC):
+    """One served model version of one kind: its preprocessing state, runtime and answers.
+
+    Subclasses are built by ``load`` from the version's card (``metadata.json``) and folder; a
+    card the kind cannot serve raises ``ArtifactError`` there, once, never at request time.
+    """
+
+    kind: ClassVar[str]
+    """The card's ``"kind"``: ``text-classifier``, ``table-regressor``."""
+    headline_metric: ClassVar[str]
+    """The test metric ``/models`` shows (``test_accuracy``, ``test_mae``)."""
+    request_base: ClassVar[type[InputForms]]
+    """Every request model of the kind derives from it (the book endpoints' ones too)."""
+
+    name: str
+    card: dict[str, Any]
+    runtime: Runtime
+    request_model: type[InputForms]
+    """This model's request body, typed from its card (labels, feature names): /docs shows it."""
+    prediction_model: type[BaseModel]
+    """One answered item, typed from its card."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, name: str, card: dict[str, Any], folder: Path, runtime: Runtime) -> Self:
+        """Build the preprocessing state from the card and folder; ``ArtifactError`` if unfit."""
+
+    @property
+    @abstractmethod
+    def input_forms(self) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def probe(self) -> tuple[np.ndarray, np.ndarray]:
+        """A deterministic probe batch: (rows for the Keras reference, the served path's output).
+        The registry compares the two at load time and this also warms the served path."""
+
+    @property
+    @abstractmethod
+    def output_width(self) -> int:
+        """How many numbers the network must return per row, by the card."""
+
+    @abstractmethod
+    def check(self, body: Any, limits: Limits) -> tuple[int, int]:
+        """The configurable limits on a parsed request (``InputProblems`` if broken). Returns
+        its items, and its cost in short items (``service.api.offload`` runs cheap ones inline)."""
+
+    @abstractmethod
+    def answer(self, body: Any) -> list[BaseModel]:
+        """preprocess → predict → postprocess (and explain if asked) for a parsed request."""
+
+    @abstractmethod
+    def v2_inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @abstractmethod
+    def v2_outputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @abstractmethod
+    def v2_batch(self, tensor: Tensor, limits: Limits) -> list[Any]:
+        """A V2 input tensor as a batch of items within the limits; ``InputProblems`` if not."""
+
+    @abstractmethod
+    def v2_answer(self, input_name: str, batch: list[Any]) -> dict[str, Tensor]:
+        """One forward pass over a V2 batch, as every output tensor of the model."""
+
+
+def camel(name: str) -> str:
+    """``my-spam_model`` → ``MySpamModel``: a model's name as a schema title in /docs."""
+    return "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").split("_"))
+
+
+def with_examples(model: type[InputForms], schema_extra: dict[str, Any]) -> type[InputForms]:
+    """A request model built at load time, given its JSON-schema examples and input-form rule."""
+    model.model_config["json_schema_extra"] = schema_extra  # type: ignore[typeddict-item]
+    model.model_rebuild(force=True)
+    return model

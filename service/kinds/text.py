@@ -1,0 +1,336 @@
+"""The text classifier: raw text (or Keras word ids) → multi-hot → network → labelled probabilities.
+
+The card names the labels. With two, the network ends in one sigmoid unit giving the probability
+of the second label (IMDB: ``["negative", "positive"]``); with more, one softmax unit per label,
+in label order (Reuters' 46 topics). Tokenizing and encoding are ``service.vectorize``'s, the
+module training uses too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Self
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, create_model
+
+from service.artifacts import ArtifactError, read_word_index
+from service.forward import Runtime
+from service.kinds.base import (
+    MAX_WORD_ID,
+    VERSION_FIELD,
+    InputForms,
+    Kind,
+    Limits,
+    NonEmptyText,
+    Problem,
+    TensorSpec,
+    Version,
+    WordId,
+    camel,
+    exactly_one_of,
+    integral_float_to_int,
+    raise_problems,
+    with_examples,
+)
+from service.tensors import Tensor
+from service.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot
+
+THRESHOLD = 0.5
+"""A binary classifier answers its second label when the probability is at least this."""
+
+# --- Request and answer bodies -------------------------------------------------------------
+
+
+class TextRequest(InputForms):
+    """One text, a batch of texts, or a batch of Keras word-id sequences."""
+
+    input_forms = ("text", "texts", "sequences")
+
+    text: NonEmptyText = Field(None, description="One raw text.")  # type: ignore[assignment]
+    texts: list[NonEmptyText] = Field(  # type: ignore[assignment]
+        None, min_length=1, description="Raw texts; at most MAX_BATCH_SIZE (default 1,000)."
+    )
+    sequences: list[list[WordId]] = Field(  # type: ignore[assignment]
+        None,
+        min_length=1,
+        description=(
+            "Keras word-id sequences (rank + 3; 1 start, 2 out of vocabulary, 0 padding is "
+            "ignored); ids at or past 10,000 count as out of vocabulary, as in Keras' "
+            "load_data(num_words=10000); at most MAX_TEXT_CHARS ids per sequence."
+        ),
+    )
+
+    version: Version = VERSION_FIELD  # type: ignore[assignment]
+    explain: StrictBool = Field(
+        False, description="Add each input's words with their exact effect on the prediction."
+    )
+    explain_top: Annotated[
+        StrictInt, Field(ge=1, le=10_000), BeforeValidator(integral_float_to_int)
+    ] = Field(10, description="How many words the explanation lists, largest effect first.")
+
+    def items(self) -> list[str] | list[list[int]]:
+        """The inputs as a batch, in order."""
+        if self.text is not None:
+            return [self.text]
+        return self.texts if self.texts is not None else self.sequences  # type: ignore[return-value]
+
+
+class WordEffect(BaseModel):
+    word: str
+    effect: float = Field(
+        description="The prediction minus the prediction with this word removed (all its uses)."
+    )
+
+
+class TextExplanation(BaseModel):
+    """Exact, not estimated: the model reads a set of words, so removing one is one model call."""
+
+    words: list[WordEffect] = Field(description="The top explain_top words, largest |effect| first.")
+    unknown_words: int = Field(
+        description="Words of the input that did not reach the model as themselves: out of the "
+        "10,000-word vocabulary or not in the word index."
+    )
+
+
+class BinaryPrediction(BaseModel):
+    label: str = Field(description="The second label when probability ≥ 0.5, else the first.")
+    probability: float = Field(ge=0, le=1, description="Probability of the second label.")
+    explanation: TextExplanation | None = Field(
+        None, description="With explain: effects on the probability of the second label."
+    )
+
+
+class ClassScore(BaseModel):
+    class_id: int = Field(ge=0)
+    label: str
+    probability: float = Field(ge=0, le=1)
+
+
+class ClassPrediction(BaseModel):
+    label: str = Field(description="Name of the most probable class.")
+    class_id: int = Field(ge=0)
+    probabilities: list[float] = Field(description="One probability per label, in label order.")
+    top: list[ClassScore] = Field(description="The top_k classes, most probable first.")
+    explanation: TextExplanation | None = Field(
+        None, description="With explain: effects on the probability of the predicted class."
+    )
+
+
+def request_model(name: str, labels: Sequence[str], num_words: int, example: str) -> type[InputForms]:
+    """The typed request of one text model, for /docs and validation: ``top_k`` up to the number
+    of labels when there are more than two, the vocabulary size in the ``sequences`` text."""
+    fields: dict[str, Any] = {
+        "sequences": (
+            list[list[WordId]],
+            Field(None, min_length=1, description=(
+                f"Keras word-id sequences (rank + 3; 1 start, 2 out of vocabulary, 0 padding is "
+                f"ignored); ids at or past {num_words:,} count as out of vocabulary; at most "
+                f"MAX_TEXT_CHARS ids per sequence."
+            )),
+        ),
+    }  # fmt: skip
+    examples: list[dict[str, Any]] = [{"text": example}, {"text": example, "explain": True}]
+    if len(labels) > 2:
+        fields["top_k"] = (
+            Annotated[StrictInt, Field(ge=1, le=len(labels)), BeforeValidator(integral_float_to_int)],
+            Field(min(3, len(labels)), description="How many best classes to list under 'top'."),
+        )
+        examples[0]["top_k"] = min(3, len(labels))
+    model = create_model(f"{camel(name)}Request", __base__=TextRequest, **fields)
+    return with_examples(model, exactly_one_of(TextRequest.input_forms, examples))
+
+
+# --- The kind -------------------------------------------------------------------------------
+
+Score = Callable[[np.ndarray], np.ndarray]
+"""Picks, from a batch of model outputs, the number being explained (one per row)."""
+
+
+class TextClassifier(Kind):
+    kind: ClassVar[str] = "text-classifier"
+    headline_metric: ClassVar[str] = "test_accuracy"
+    request_base: ClassVar[type[InputForms]] = TextRequest
+
+    def __init__(self, name: str, card: dict[str, Any], word_index: WordIndex, runtime: Runtime) -> None:
+        self.name = name
+        self.card = card
+        self.labels: list[str] = card["labels"]
+        self.binary = len(self.labels) == 2
+        self.word_index = word_index
+        self.runtime = runtime
+        example = card.get("example") if isinstance(card.get("example"), str) else "A text to classify."
+        self.request_model = request_model(name, self.labels, word_index.num_words, example)
+        self.prediction_model = BinaryPrediction if self.binary else ClassPrediction
+
+    @classmethod
+    def load(cls, name: str, card: dict[str, Any], folder: Path, runtime: Runtime) -> Self:
+        labels = card.get("labels")
+        if not (
+            isinstance(labels, list) and len(labels) >= 2 and len(set(labels)) == len(labels)
+            and all(isinstance(label, str) and label for label in labels)
+        ):  # fmt: skip
+            raise ArtifactError(
+                f"{folder} metadata.json needs 'labels': at least two distinct names, in the "
+                f"order of the network's outputs"
+            )
+        num_words = card.get("preprocessing", {}).get("num_words")
+        if not isinstance(num_words, int) or num_words <= 3:
+            raise ArtifactError(f"{folder} metadata.json needs preprocessing.num_words (> 3)")
+        try:
+            word_index = WordIndex(read_word_index(folder), num_words)
+        except (OSError, ValueError, AttributeError) as error:
+            raise ArtifactError(f"{folder} word index cannot be read: {error}") from None
+        return cls(name, card, word_index, runtime)
+
+    @property
+    def input_forms(self) -> tuple[str, ...]:
+        return TextRequest.input_forms
+
+    @property
+    def output_width(self) -> int:
+        return 1 if self.binary else len(self.labels)
+
+    @property
+    def num_words(self) -> int:
+        return self.word_index.num_words
+
+    # preprocess → predict → postprocess
+
+    def positions(self, items: Sequence[str] | Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Texts or word-id sequences → each one's multi-hot row, as its 1-positions. One text's
+        ids at a time: a batch of 1,000 reviews never holds all its token lists."""
+        encode, num_words = self.word_index.encode, self.num_words
+        return [
+            hot_positions(encode(item) if isinstance(item, str) else item, num_words) for item in items
+        ]
+
+    def predict(self, positions: Sequence[np.ndarray]) -> np.ndarray:
+        return self.runtime.from_positions(positions, self.num_words)
+
+    def postprocess(self, scores: np.ndarray, top_k: int | None = None) -> list[BaseModel]:
+        """Labels, once: the threshold for two labels, the ranking for more."""
+        if self.binary:
+            return [
+                BinaryPrediction(label=self.labels[p >= THRESHOLD], probability=p)
+                for p in scores[:, 0].tolist()
+            ]
+        labels = self.labels
+        best_first = np.argsort(-scores, axis=1, kind="stable")[:, : top_k or 1]
+        predictions: list[BaseModel] = []
+        for row, order in zip(scores.tolist(), best_first.tolist()):
+            top = [ClassScore(class_id=i, label=labels[i], probability=row[i]) for i in order]
+            predictions.append(
+                ClassPrediction(label=top[0].label, class_id=top[0].class_id, probabilities=row, top=top)
+            )
+        return predictions
+
+    def labels_of(self, scores: np.ndarray) -> list[str]:
+        if self.binary:
+            return [self.labels[p >= THRESHOLD] for p in scores[:, 0].tolist()]
+        return [self.labels[i] for i in np.argmax(scores, axis=1).tolist()]
+
+    def check(self, body: TextRequest, limits: Limits) -> tuple[int, int]:
+        problems = [limits.batch((form,), len(getattr(body, form))) for form in ("texts", "sequences")
+                    if getattr(body, form) is not None]  # fmt: skip
+        raise_problems(problems)
+        if body.text is not None:
+            problems = [limits.text(("text",), body.text)]
+        else:
+            problems = [limits.text(("texts", i), text) for i, text in enumerate(body.texts or [])]
+        problems += [limits.sequence(("sequences", i), len(sequence))
+                     for i, sequence in enumerate(body.sequences or [])]  # fmt: skip
+        raise_problems(problems)
+        items = body.items()
+        characters = sum(len(item) for item in items)
+        # An explained input costs one extra row per distinct word: keep those off the loop.
+        return len(items), max(len(items), characters // 2_500) * (10 if body.explain else 1)
+
+    def answer(self, body: TextRequest) -> list[BaseModel]:
+        items = body.items()
+        scores = self.predict(self.positions(items))
+        predictions = self.postprocess(scores, getattr(body, "top_k", None))
+        if body.explain:
+            for i, (item, prediction) in enumerate(zip(items, predictions)):
+                column = 0 if self.binary else prediction.class_id  # type: ignore[attr-defined]
+                prediction.explanation = self.explain(item, partial(_column, column), body.explain_top)  # type: ignore[attr-defined]
+        return predictions
+
+    def explain(self, item: str | Sequence[int], score: Score, top: int) -> TextExplanation:
+        """Each word's exact effect on ``score``: the input's row, then the row without each of
+        its words, all in one batched call."""
+        if isinstance(item, str):
+            sequence, unknown = self.word_index.encode_counting_unknown(item)
+        else:
+            sequence, unknown = item, sum(1 for i in item if i == OOV_ID or i >= self.num_words)
+        positions = hot_positions(sequence, self.num_words)
+        words = positions[(positions != START_ID) & (positions != OOV_ID)]
+        rows = [positions, *(positions[positions != word] for word in words)]
+        scores = score(self.predict(rows))
+        effects = scores[0] - scores[1:]
+        order = np.argsort(-np.abs(effects), kind="stable")[:top]
+        return TextExplanation(
+            words=[
+                WordEffect(word=self.word_index.word(int(words[i])), effect=float(effects[i]))
+                for i in order
+            ],
+            unknown_words=unknown,
+        )
+
+    def probe(self) -> tuple[np.ndarray, np.ndarray]:
+        """Word-id sequences that touch every input weight: a check and a warm-up."""
+        rng = np.random.default_rng(0)
+        sequences = [[1], list(range(self.num_words))] + [
+            rng.integers(1, self.num_words, size=size).tolist() for size in (10, 100, 1000)
+        ]
+        expected = self.runtime.reference(multi_hot(sequences, self.num_words))
+        return expected, self.predict(self.positions(sequences))
+
+    # V2
+
+    def v2_inputs(self) -> tuple[TensorSpec, ...]:
+        return (
+            TensorSpec("text", "BYTES", (-1,)),
+            TensorSpec("word_ids", "INT64", (-1, -1), accepts=("INT32",)),
+        )
+
+    def v2_outputs(self) -> tuple[TensorSpec, ...]:
+        scores = ("probability", 1) if self.binary else ("probabilities", len(self.labels))
+        return TensorSpec(scores[0], "FP32", (-1, scores[1])), TensorSpec("label", "BYTES", (-1,))
+
+    def v2_batch(self, tensor: Tensor, limits: Limits) -> list[Any]:
+        raise_problems([limits.batch((tensor.name,), tensor.shape[0])])
+        if tensor.name == "text":
+            texts = [_decoded(element, (tensor.name, i)) for i, element in enumerate(tensor.data)]
+            raise_problems([limits.text(("text", i), text) for i, text in enumerate(texts)])
+            return texts
+        values = np.asarray(tensor.data).reshape(tensor.shape)
+        raise_problems([limits.sequence((tensor.name,), tensor.shape[1])])
+        if values.size and (values.min() < 0 or values.max() > MAX_WORD_ID):
+            raise_problems([Problem((tensor.name,), f"word ids must be from 0 to {MAX_WORD_ID}")])
+        return list(values.astype(np.int64))
+
+    def v2_answer(self, input_name: str, batch: list[Any]) -> dict[str, Tensor]:
+        scores = np.asarray(self.predict(self.positions(batch)), dtype=np.float32)
+        score_spec, label_spec = self.v2_outputs()
+        n = len(batch)
+        return {
+            score_spec.name: Tensor(score_spec.name, "FP32", (n, self.output_width), scores),
+            label_spec.name: Tensor("label", "BYTES", (n,), [x.encode() for x in self.labels_of(scores)]),
+        }
+
+
+def _column(column: int, outputs: np.ndarray) -> np.ndarray:
+    return outputs[:, column]
+
+
+def _decoded(element: bytes, loc: tuple[str | int, ...]) -> str:
+    try:
+        text = element.decode("utf-8")
+    except UnicodeDecodeError:
+        raise_problems([Problem(loc, "is not valid UTF-8")])
+    if not text:
+        raise_problems([Problem(loc, "is empty")])
+    return text
