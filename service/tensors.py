@@ -14,6 +14,7 @@ Everything malformed raises ``TensorError``, which the V2 routes answer with 400
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,7 @@ def decode_inputs(request: InferenceRequest, binary: bytes) -> list[Tensor]:
         where = f"input '{given.name[:40]}'"
         if any(dim < 0 for dim in given.shape):
             raise TensorError(f"{where}: shape {given.shape} has a negative dimension")
-        count = int(np.prod(given.shape, dtype=np.int64))
+        count = math.prod(given.shape)  # Python ints: a shape past int64 is just too big
         size = given.parameters.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
