@@ -57,6 +57,29 @@ def test_the_boston_model_card_gives_each_feature_its_unit_and_training_range(sm
     assert features[5]["train_min"] == float(split.x_train[:, 5].min())
 
 
+def test_the_boston_model_card_says_its_kind_and_the_fields_the_service_answers_with(
+    small_boston_artifact,
+):
+    folder, _, split = small_boston_artifact
+    card = read_verified_metadata(folder)
+    assert (card["kind"], card["task"]) == ("table-regressor", "regression")
+    assert card["target"]["field"] == "price"
+    assert card["target"]["derived"] == [{"field": "price_usd", "scale": 1000, "decimals": 2}]
+    assert card["target"]["train_mean"] == float(split.y_train.astype("float64").mean())
+
+
+@pytest.mark.parametrize("name", ["imdb", "reuters", "boston"])
+def test_the_recipe_table_gives_each_book_model_the_kind_and_task_of_its_card(
+    artifacts, keras_data, name
+):
+    from training.recipes import BOOK
+
+    output = BOOK[name].output(DataSource(keras_data))
+    card = json.loads((artifacts[name] / "metadata.json").read_text())
+    assert (output.kind, output.task) == (card["kind"], card["task"])
+    assert list(getattr(output, "labels", [])) == card.get("labels", [])
+
+
 def test_a_tampered_artifact_is_refused(small_boston_artifact, tmp_path):
     folder, _, _ = small_boston_artifact
     copy = shutil.copytree(folder, tmp_path / "boston")

@@ -1,4 +1,5 @@
-"""Offline training of the three chapter-3 models (``python -m training --help``).
+"""Offline training of the three chapter-3 models, and of models fitted on a user's own CSV or
+JSON Lines file (``python -m training --help``).
 
 Training needs TensorFlow (Keras' numpy backend cannot fit). The backend is chosen here, before
 any module of this package imports Keras, so that neither the import order of ``export`` /

@@ -1,4 +1,5 @@
-"""``python -m training``: train the three models, evaluate saved ones, re-run the book's variants."""
+"""``python -m training``: train the three book models, evaluate saved ones, re-run the book's
+variants, or fit a model on your own CSV or JSON Lines file. Parsing and dispatch only."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from service.artifacts import MODEL_NAMES, ArtifactError
+from service.artifacts import ArtifactError
 from training.datasets import DATA_DIR_VARIABLE, DataError
+from training.recipes import BOOK
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -25,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     )
 
     train = commands.add_parser("train", help="train models and write their artifacts")
-    train.add_argument("name", choices=[*MODEL_NAMES, "all"])
+    train.add_argument("name", choices=[*BOOK, "all"])
     train.add_argument("--data-dir", help=data_help)
     train.add_argument("--out", type=Path, default=REPO_MODELS, help="artifacts folder (default: models/)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default: per model)")
@@ -35,49 +37,55 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs under DIR")
 
     evaluate = commands.add_parser("evaluate", help="recompute a saved model's test metrics")
-    evaluate.add_argument("name", choices=MODEL_NAMES)
+    evaluate.add_argument("name", choices=list(BOOK))
     evaluate.add_argument("--models", type=Path, default=REPO_MODELS, help="artifacts folder")
     evaluate.add_argument("--version", default=None, help="version to evaluate (default: highest)")
     evaluate.add_argument("--data-dir", help=data_help)
 
     experiments = commands.add_parser("experiments", help="re-run the book's variants, with plots")
-    experiments.add_argument("name", choices=MODEL_NAMES)
+    experiments.add_argument("name", choices=list(BOOK))
     experiments.add_argument("--data-dir", help=data_help)
     experiments.add_argument("--out", type=Path, default=Path("experiments"), help="output folder")
     experiments.add_argument("--epochs-scale", type=float, default=1.0,
                              help="multiply every epoch count (e.g. 0.1 for a quick look)")
     experiments.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs under DIR")
+
+    fit = commands.add_parser(
+        "fit", help="fit a text classifier or a table regressor on your own CSV or JSON Lines file"
+    )
+    kinds = fit.add_subparsers(dest="kind", required=True)
+    text = kinds.add_parser("text", help="a classifier of raw text: one text and one label column")
+    text.add_argument("--text-column", required=True, metavar="COL", help="the column of raw texts")
+    text.add_argument("--label-column", required=True, metavar="COL",
+                      help="the column of labels (two or more distinct values)")  # fmt: skip
+    table = kinds.add_parser("table", help="a regressor of one numeric column from all the others")
+    table.add_argument("--target", required=True, metavar="COL", help="the column to predict")
+    for kind in (text, table):
+        kind.add_argument("--data", required=True, type=Path, metavar="FILE",
+                          help="the training rows: .csv (with a header) or .jsonl / .ndjson")  # fmt: skip
+        kind.add_argument("--name", required=True, help="the model's name: its folder and its URL")
+        kind.add_argument("--out", required=True, type=Path, metavar="MODELS_DIR",
+                          help="models folder; writes MODELS_DIR/NAME/<next version>/")  # fmt: skip
+        kind.add_argument("--test", type=Path, metavar="FILE",
+                          help="rows to compute the test figures on (default: hold out a seeded "
+                               "20%% of --data, not used for training)")  # fmt: skip
+        kind.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     return root
 
 
-DEFAULT_SEEDS = {"imdb": 1, "reuters": 1, "boston": 1}
-
-
 def run_train(args: argparse.Namespace) -> None:
-    from training.datasets import load_boston, load_imdb, load_reuters, load_word_index
-    from training.datasets import reuters_label_names
     from training.export import write_artifact
-    from training.recipes import train_boston, train_imdb, train_reuters
 
-    names = MODEL_NAMES if args.name == "all" else (args.name,)
+    names = list(BOOK) if args.name == "all" else [args.name]
     for name in names:
+        recipe = BOOK[name]
         source = _source(args.data_dir)
-        seed = args.seed if args.seed is not None else DEFAULT_SEEDS[name]
+        seed = args.seed if args.seed is not None else recipe.seed
         started = time.perf_counter()
         print(f"== {name}: training (seed {seed})", flush=True)
-        if name == "imdb":
-            split = load_imdb(source)
-            trained = train_imdb(split, seed, args.tensorboard)
-            extra = {"word_index": load_word_index(source, "imdb"), "labels": ["negative", "positive"]}
-        elif name == "reuters":
-            split = load_reuters(source)
-            trained = train_reuters(split, seed, args.tensorboard)
-            extra = {"word_index": load_word_index(source, "reuters"), "labels": reuters_label_names()}
-        else:
-            split = load_boston(source)
-            trained = train_boston(split, seed, args.tensorboard)
-            extra = {}
-        folder = write_artifact(args.out, name, trained, split, source, args.version, **extra)
+        split = recipe.load(source)
+        trained = recipe.train(split, seed, args.tensorboard)
+        folder = write_artifact(args.out, name, trained, split, source, args.version)
         figures = ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items())
         print(f"== {name}: {figures} ({time.perf_counter() - started:.0f} s) -> {folder}", flush=True)
 
@@ -103,6 +111,21 @@ def run_experiments(args: argparse.Namespace) -> None:
     print(f"wrote {report}")
 
 
+def run_fit(args: argparse.Namespace) -> None:
+    from training.fit import check_table, check_text, fit
+
+    started = time.perf_counter()
+    if args.kind == "text":
+        plan = check_text(args.data, args.text_column, args.label_column, args.name, args.out,
+                          args.test, args.seed)  # fmt: skip
+    else:
+        plan = check_table(args.data, args.target, args.name, args.out, args.test, args.seed)
+    print(f"== {args.name}: {plan.describe()}", flush=True)
+    fitted = fit(plan)
+    print(f"== {args.name}: {fitted.summary()} ({time.perf_counter() - started:.0f} s) "
+          f"-> {fitted.folder}", flush=True)  # fmt: skip
+
+
 def _source(data_dir: str | None):
     from training.datasets import DataSource
 
@@ -112,7 +135,9 @@ def _source(data_dir: str | None):
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        {"train": run_train, "evaluate": run_evaluate, "experiments": run_experiments}[args.command](args)
+        commands = {"train": run_train, "evaluate": run_evaluate, "experiments": run_experiments,
+                    "fit": run_fit}  # fmt: skip
+        commands[args.command](args)
     except (DataError, ArtifactError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.artifacts import sha256_file
 from service.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID
 
 SEED = 113
@@ -78,7 +79,7 @@ FILES = {
 
 
 class DataError(Exception):
-    """A dataset file that is missing or not the one we know; the message says what to do."""
+    """A dataset file that is missing, not the one we know, or unusable; the message says what to do."""
 
 
 @dataclass
@@ -117,17 +118,15 @@ def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
+def _md5_file(path: Path) -> str:
+    """Hex md5 of a file: Keras names two of its word indexes by md5, so we must accept those."""
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "md5").hexdigest()
 
 
 def _check(path: Path, spec: DataFile) -> str:
-    sha256 = _digest(path, "sha256")
-    if sha256 in spec.sha256 or (spec.md5 and _digest(path, "md5") in spec.md5):
+    sha256 = sha256_file(path)
+    if sha256 in spec.sha256 or (spec.md5 and _md5_file(path) in spec.md5):
         return sha256
     raise DataError(
         f"{path} is not a known copy of {spec.name} (sha256 {sha256[:16]}…): it may be truncated "
@@ -148,7 +147,7 @@ def _download(spec: DataFile, folders: list[Path]) -> Path:
         fetched = keras.utils.get_file(
             spec.name, origin=KERAS_ORIGIN + spec.name, file_hash=spec.keras_hash
         )
-    except Exception as error:  # no network, refused hash, disk full: one clear message
+    except Exception as error:  # noqa: BLE001 - no network, refused hash, disk full: one clear message
         raise DataError(f"{hint} Downloading it from Keras failed too: {error}") from None
     return Path(fetched)
 
@@ -174,6 +173,8 @@ class Split:
     y_train: np.ndarray
     x_test: list[list[int]] | np.ndarray
     y_test: np.ndarray
+    how: dict[str, float | int] = field(default_factory=dict)
+    """How the rows were split (Keras' shuffle seed, the test fraction), for the model card."""
 
 
 def load_imdb(source: DataSource, num_words: int = NUM_WORDS, seed: int = SEED) -> Split:
@@ -189,6 +190,7 @@ def load_imdb(source: DataSource, num_words: int = NUM_WORDS, seed: int = SEED) 
         data["y_train"][train_order].astype("float32"),
         keras_sequences(data["x_test"][test_order], num_words),
         data["y_test"][test_order].astype("float32"),
+        {"seed": seed},
     )
 
 
@@ -200,7 +202,8 @@ def load_reuters(source: DataSource, num_words: int = NUM_WORDS, seed: int = SEE
     sequences = keras_sequences(data["x"][order], num_words)
     labels = data["y"][order].astype("int64")
     cut = int(len(sequences) * (1 - TEST_SPLIT))
-    return Split(sequences[:cut], labels[:cut], sequences[cut:], labels[cut:])
+    how = {"seed": seed, "test_split": TEST_SPLIT}
+    return Split(sequences[:cut], labels[:cut], sequences[cut:], labels[cut:], how)
 
 
 def load_boston(source: DataSource, seed: int = SEED) -> Split:
@@ -210,7 +213,37 @@ def load_boston(source: DataSource, seed: int = SEED) -> Split:
     np.random.RandomState(seed).shuffle(order)
     x, y = data["x"][order], data["y"][order]
     cut = int(len(x) * (1 - TEST_SPLIT))
-    return Split(x[:cut], y[:cut], x[cut:], y[cut:])
+    return Split(x[:cut], y[:cut], x[cut:], y[cut:], {"seed": seed, "test_split": TEST_SPLIT})
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table as a model card describes it: its name, meaning and unit."""
+
+    name: str
+    description: str
+    unit: str
+
+
+BOSTON_FEATURES = (
+    Column("CRIM", "per-capita crime rate by town", "crimes per capita"),
+    Column("ZN", "share of residential land zoned for lots over 25,000 sq ft (%)", "%"),
+    Column("INDUS", "share of non-retail business acres per town (%)", "%"),
+    Column("CHAS", "1 if the tract bounds the Charles River, else 0", "0 or 1"),
+    Column("NOX", "nitric oxides concentration (parts per 10 million)", "parts per 10 million"),
+    Column("RM", "average number of rooms per dwelling", "rooms"),
+    Column("AGE", "share of owner-occupied units built before 1940 (%)", "%"),
+    Column("DIS", "weighted distance to five Boston employment centres", "weighted distance (index)"),
+    Column("RAD", "index of accessibility to radial highways", "index"),
+    Column("TAX", "full-value property-tax rate per $10,000", "dollars per $10,000"),
+    Column("PTRATIO", "pupil-teacher ratio by town", "pupils per teacher"),
+    Column("B", "1000 (Bk - 0.63)^2, Bk the share of Black residents", "index"),
+    Column("LSTAT", "share of lower-status population (%)", "%"),
+)
+"""The 13 Boston housing features in the order of the dataset's columns (the order the model
+reads them). The dataset carries neither names nor units: these are the StatLib description's."""
+
+BOSTON_TARGET = Column("MEDV", "median value of owner-occupied homes", "thousands of dollars")
 
 
 def load_word_index(source: DataSource, name: str) -> dict[str, int]:

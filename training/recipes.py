@@ -1,24 +1,41 @@
-"""The three recipes of *Deep Learning with Python*, chapter 3 (see ../shared/seed-recipes.md).
+"""The three recipes of *Deep Learning with Python*, chapter 3 (see ../shared/seed-recipes.md),
+and :data:`BOOK`, the one table that says, per book model, how it is loaded, trained, evaluated
+and described on its model card.
 
 Each ``train_*`` function reproduces the book's final model and returns it with what its model
 card needs: the recipe in words, the per-epoch history and the test metrics. Text inputs go
 through ``service.vectorize`` exactly as served requests do.
+
+Keras is imported inside the functions that need it, not here: the command line reads
+:data:`BOOK` for its choices, and ``fit`` checks a user's file, without paying TensorFlow's
+seconds of start-up (or its chatter before a one-line error).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # training needs TensorFlow (numpy can't fit)
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+from service.vectorize import NUM_WORDS, multi_hot
+from training.cards import Derived, Output, TableRegressor, TextClassifier
+from training.datasets import (
+    BOSTON_FEATURES,
+    BOSTON_TARGET,
+    DataSource,
+    Split,
+    load_boston,
+    load_imdb,
+    load_reuters,
+    load_word_index,
+    reuters_label_names,
+)
 
-from service.schemas import FEATURE_NAMES  # noqa: E402
-from service.vectorize import NUM_WORDS, multi_hot  # noqa: E402
-from training.datasets import Split  # noqa: E402
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -34,12 +51,17 @@ class Trained:
 
 def seed_everything(seed: int) -> None:
     """Same seed, same weights and batches: reruns give the same model on the same machine."""
+    import keras
+
     keras.utils.set_random_seed(seed)
 
 
 def dense_stack(
     inputs: int, hidden: list[int], outputs: int, activation: str, final: str | None, name: str
 ) -> keras.Model:
+    """The text networks: the multi-hot row, hidden Dense layers, one output layer."""
+    import keras
+
     layers: list[keras.layers.Layer] = [keras.Input((inputs,), name="multi_hot")]
     layers += [
         keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
@@ -49,8 +71,29 @@ def dense_stack(
     return keras.Sequential(layers, name=name)
 
 
+def normalized_regressor(x_train: np.ndarray, output: str, name: str) -> keras.Model:
+    """The table network: Normalization adapted on the training rows is the first layer, so the
+    model reads raw features; then Dense 64 relu twice and one linear output."""
+    import keras
+
+    normalization = keras.layers.Normalization(name="normalization")
+    normalization.adapt(np.asarray(x_train, dtype="float32"))
+    return keras.Sequential(
+        [
+            keras.Input((np.shape(x_train)[1],), name="features"),
+            normalization,
+            keras.layers.Dense(64, activation="relu", name="hidden_1"),
+            keras.layers.Dense(64, activation="relu", name="hidden_2"),
+            keras.layers.Dense(1, name=output),
+        ],
+        name=name,
+    )
+
+
 def describe(model: keras.Model) -> list[str]:
     """The layers in words, for the model card."""
+    import keras
+
     described = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
@@ -60,21 +103,28 @@ def describe(model: keras.Model) -> list[str]:
     return described
 
 
-def _history(fit: keras.callbacks.History) -> dict[str, list[float]]:
+def history_of(fit: keras.callbacks.History) -> dict[str, list[float]]:
+    """A fit's per-epoch figures as plain floats, for the model card."""
     return {key: [float(v) for v in values] for key, values in fit.history.items()}
 
 
 def _callbacks(tensorboard: str | None, run: str) -> list[keras.callbacks.Callback]:
+    import keras
+
     return [keras.callbacks.TensorBoard(os.path.join(tensorboard, run))] if tensorboard else []
 
 
 # --- IMDB: binary classification ---------------------------------------------------------
 
 
+def compile_imdb(model: keras.Model, loss: str = "binary_crossentropy") -> None:
+    model.compile(optimizer="rmsprop", loss=loss, metrics=["accuracy"])
+
+
 def build_imdb_model(hidden: tuple[int, ...] = (16, 16), activation: str = "relu",
                      loss: str = "binary_crossentropy") -> keras.Model:  # fmt: skip
     model = dense_stack(NUM_WORDS, list(hidden), 1, activation, "sigmoid", "imdb")
-    model.compile(optimizer="rmsprop", loss=loss, metrics=["accuracy"])
+    compile_imdb(model, loss)
     return model
 
 
@@ -92,19 +142,25 @@ def train_imdb(split: Split, seed: int, tensorboard: str | None = None, verbose:
         "validation": "model selection on the first 10,000 training reviews held out (20 epochs: "
                       "lowest validation loss near epoch 4); final fit on all 25,000",
     }  # fmt: skip
-    return Trained(model, recipe, _history(fit), {"test_accuracy": accuracy, "test_loss": loss})
+    return Trained(model, recipe, history_of(fit), {"test_accuracy": accuracy, "test_loss": loss})
 
 
 # --- Reuters: 46-way classification -------------------------------------------------------
 
 
-def build_reuters_model(hidden: tuple[int, ...] = (64, 64)) -> keras.Model:
-    model = dense_stack(NUM_WORDS, list(hidden), 46, "relu", "softmax", "reuters")
+def compile_reuters(model: keras.Model) -> None:
+    import keras
+
     model.compile(
         optimizer="rmsprop",
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3_accuracy")],
     )
+
+
+def build_reuters_model(hidden: tuple[int, ...] = (64, 64)) -> keras.Model:
+    model = dense_stack(NUM_WORDS, list(hidden), 46, "relu", "softmax", "reuters")
+    compile_reuters(model)
     return model
 
 
@@ -125,27 +181,20 @@ def train_reuters(split: Split, seed: int, tensorboard: str | None = None, verbo
                       "9 of 20); final fit on the remaining 7,982",
     }  # fmt: skip
     metrics = {"test_accuracy": accuracy, "test_loss": loss, "test_top3_accuracy": top3}
-    return Trained(model, recipe, _history(fit), metrics)
+    return Trained(model, recipe, history_of(fit), metrics)
 
 
 # --- Boston housing: regression ------------------------------------------------------------
 
 
+def compile_regressor(model: keras.Model) -> None:
+    model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+
+
 def build_boston_model(x_train: np.ndarray) -> keras.Model:
     """Normalization adapted on the training rows is the first layer: the model reads raw features."""
-    normalization = keras.layers.Normalization(name="normalization")
-    normalization.adapt(np.asarray(x_train, dtype="float32"))
-    model = keras.Sequential(
-        [
-            keras.Input((len(FEATURE_NAMES),), name="features"),
-            normalization,
-            keras.layers.Dense(64, activation="relu", name="hidden_1"),
-            keras.layers.Dense(64, activation="relu", name="hidden_2"),
-            keras.layers.Dense(1, name="price"),
-        ],
-        name="boston",
-    )
-    model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+    model = normalized_regressor(x_train, "price", "boston")
+    compile_regressor(model)
     return model
 
 
@@ -192,4 +241,70 @@ def train_boston(split: Split, seed: int, tensorboard: str | None = None, verbos
                       "mean of the folds' final validation MAE (the book: 100 epochs, batch 1)",
     }  # fmt: skip
     metrics = {"test_mae": mae, "test_mse": mse, "kfold_val_mae": kfold_mae}
-    return Trained(model, recipe, _history(fit), metrics)
+    return Trained(model, recipe, history_of(fit), metrics)
+
+
+# --- The book's models, one table ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BookRecipe:
+    """One book model: its data, its training, how ``evaluate`` re-scores it, its card."""
+
+    description: str
+    load: Callable[[DataSource], Split]
+    """The Keras dataset, split as ``keras.datasets`` does."""
+    train: Callable[[Split, int, str | None], Trained]
+    """``train(split, seed, tensorboard_dir)``."""
+    output: Callable[[DataSource], Output]
+    """The card's kind-specific part (kind, task, labels and word index, or features and target)."""
+    compile: Callable[[keras.Model], None]
+    """Compiles a loaded model with the recipe's loss and metrics, for ``evaluate``."""
+    evaluated: dict[str, str]
+    """Keras' name of each figure ``model.evaluate`` returns → its name on the card."""
+    book_metrics: dict[str, float]
+    """The book's own figures, printed on the card beside ours."""
+    seed: int = 1
+
+
+BOOK: dict[str, BookRecipe] = {
+    "imdb": BookRecipe(
+        description="Probability that a movie review is positive.",
+        load=load_imdb,
+        train=train_imdb,
+        output=lambda source: TextClassifier(
+            labels=["negative", "positive"], word_index=load_word_index(source, "imdb")
+        ),
+        compile=compile_imdb,
+        evaluated={"loss": "test_loss", "accuracy": "test_accuracy"},
+        book_metrics={"test_accuracy": 0.8836, "test_loss": 0.292},
+    ),
+    "reuters": BookRecipe(
+        description="The topic of a Reuters newswire among 46.",
+        load=load_reuters,
+        train=train_reuters,
+        output=lambda source: TextClassifier(
+            labels=reuters_label_names(), word_index=load_word_index(source, "reuters")
+        ),
+        compile=compile_reuters,
+        evaluated={
+            "loss": "test_loss", "accuracy": "test_accuracy", "top3_accuracy": "test_top3_accuracy"
+        },
+        book_metrics={"test_accuracy": 0.7912, "test_loss": 0.983},
+    ),
+    "boston": BookRecipe(
+        description="Median value of homes in a 1970s Boston district, in $1000s.",
+        load=load_boston,
+        train=train_boston,
+        output=lambda source: TableRegressor(
+            features=BOSTON_FEATURES,
+            target=BOSTON_TARGET,
+            field="price",
+            derived=[Derived("price_usd", scale=1000, decimals=2)],
+        ),
+        compile=compile_regressor,
+        evaluated={"loss": "test_mse", "mae": "test_mae"},
+        book_metrics={"test_mae": 2.61, "test_mse": 17.43, "kfold_val_mae": 2.40},
+    ),
+}
+"""The book's models by name, in the order ``train all`` trains them."""
