@@ -17,9 +17,9 @@ import time
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from service.api.schemas import ReloadReport
 from service.memory import release_free_memory
 from service.registry import Registry
-from service.api.schemas import ReloadReport
 
 logger = logging.getLogger("service.reload")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator

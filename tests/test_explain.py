@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.api.book import FEATURE_NAMES, SAMPLE_FEATURES
 from service.artifacts import read_word_index
 from service.registry import load_model
-from service.api.book import FEATURE_NAMES, SAMPLE_FEATURES
 from service.vectorize import WordIndex, hot_positions
 
 POSITIVE = (

@@ -205,3 +205,30 @@ def test_an_unknown_model_is_a_404_listing_the_served_ones(api):
     response = api.post("/nope/predict", json={"text": "x"})
     assert response.status_code == 404
     assert response.json()["detail"] == "no model named 'nope'; models: imdb, reuters, boston, penguins, sms-spam"
+
+
+def test_the_page_has_a_working_panel_for_each_new_model(api, tmp_path):
+    """The page at / builds a panel per other model from its card (Chromium via Playwright)."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(str(api.base_url) + "/")
+        page.fill("#sms-spam-text", "WINNER! Claim your free prize now, text WIN to 80086")
+        page.click("#sms-spam-form button")
+        page.wait_for_selector("#sms-spam-out:not([hidden])")
+        assert page.inner_text("#sms-spam-out .verdict") == "spam"
+        page.fill("#penguins-feature-2", "400")
+        page.click("#penguins-form button")
+        page.wait_for_selector("#penguins-out:not([hidden])")
+        assert "Outside the training range: flipper_length_mm" in page.inner_text("#penguins-out")
+        folder = REPO / "docs" if __import__("os").environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+        page.locator("#more-models").screenshot(path=str(folder / "own-models.png"))
+        browser.close()

@@ -23,8 +23,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service.artifacts import MODEL_FILE, read_word_index
 from service.api.book import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
+from service.artifacts import MODEL_FILE, read_word_index
 from service.vectorize import WordIndex, multi_hot
 
 CLIENTS = 32
