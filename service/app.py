@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = Registry()
     app.state.reloader = Reloader(app)
     app.state.reload_tasks = set()
+    app.state.draining = False  # set at SIGTERM: /readyz answers 503 while requests still run
     app.state.page = PAGE.read_bytes()
     app.include_router(rest)
     app.include_router(operations)

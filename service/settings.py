@@ -30,7 +30,7 @@ class Settings(BaseSettings):
 
     Every option is also read from the environment variable of its name in upper case
     (HOST, PORT, WORKERS, MODELS_DIR, EXPECTED_MODELS, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
-    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, LOG_LEVEL, ACCESS_LOG, ADMIN_TOKEN); a flag wins over its
+    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, SHUTDOWN_DELAY, MODEL_POLL_SECONDS, LOG_LEVEL, ACCESS_LOG, ADMIN_TOKEN); a flag wins over its
     variable.
     """
 
@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     )
     graceful_timeout: float = Field(
         25.0, ge=0, description="Seconds a shutdown waits for in-flight requests to finish."
+    )
+    shutdown_delay: float = Field(
+        0.0, ge=0, description="Lame duck: seconds after SIGTERM during which /readyz answers "
+        "503 while requests are still served, so a load balancer stops sending first.",
+    )
+    model_poll_seconds: float = Field(
+        0.0, ge=0, description="Rescan MODELS_DIR this often and serve new versions, unload "
+        "removed ones (0: off; SIGHUP and POST /admin/reload still work).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     access_log: bool = Field(True, description="Log one structured line per request.")

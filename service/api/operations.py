@@ -43,10 +43,11 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: every model loaded and warmed",
     responses={503: {"model": Readiness, "description": "At least one model is not served."}},
 )
-async def readyz(registry: RegistryDep) -> Response:
+async def readyz(request: Request, registry: RegistryDep) -> Response:
+    """503 while a model is missing, and from SIGTERM on (``SHUTDOWN_DELAY``: the lame duck)."""
     readiness = Readiness(
-        ready=registry.ready, models=registry.states(), serving=registry.serving(),
-        failures=registry.failures,
+        ready=registry.ready and not request.app.state.draining, models=registry.states(),
+        serving=registry.serving(), failures=registry.failures,
     )  # fmt: skip
     return Response(
         readiness.model_dump_json(), status_code=200 if readiness.ready else 503,

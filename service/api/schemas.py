@@ -54,7 +54,7 @@ class ModelList(BaseModel):
 
 
 class Readiness(BaseModel):
-    ready: bool
+    ready: bool = Field(description="Every model serves, and the process is not stopping.")
     models: dict[str, str] = Field(description="Each model's state: 'ready' or the reason it is not.")
     serving: dict[str, str] = Field(description="Each model's default version.")
     failures: dict[str, str] = Field(

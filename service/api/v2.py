@@ -103,7 +103,7 @@ async def server_live() -> dict[str, bool]:
 
 @v2.get("/health/ready", summary="Server ready: 200 once every model serves, else 400")
 async def server_ready(request: Request) -> JSONResponse:
-    ready = request.app.state.registry.ready
+    ready = request.app.state.registry.ready and not request.app.state.draining
     return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
 
 
