@@ -1,11 +1,13 @@
 """Benchmark our server against its peers, side by side, and write bench/RESULTS.md.
 
-For each server in turn (ours, the book-style baseline, BentoML): start it on loopback as a
-subprocess, measure its cold start (process start to ``GET /readyz`` 200, polled every 10 ms),
-check that it answers the benchmark's inputs correctly, drive the scenarios with wrk, time a
-batch of 1,000 raw reviews, read its peak resident memory, stop it. Then render the figures.
+For each server in turn (ours, the limit probe, the book-style baseline, BentoML): start it on
+loopback as a subprocess, measure its cold start (process start to ``GET /readyz`` 200, polled
+every 10 ms), check that it answers the benchmark's inputs correctly, drive the scenarios with
+wrk, time a batch of 1,000 raw reviews, read its peak resident memory, stop it. Then render the
+figures.
 
-    bash bench/run.sh                 # setup + full run (what the README documents)
+    bash bench/run.sh                 # setup + full run, one worker each: bench/RESULTS.md
+    bash bench/run.sh --workers 2     # ours, limit probe, BentoML, 2 workers: RESULTS-workers2.md
     python bench/run.py --smoke       # a few seconds, ours only; writes bench/out/smoke.md
 
 Only the standard library and NumPy (for the Boston test row) are needed; bench/run.sh runs it
@@ -155,6 +157,10 @@ class Server:
     predictions: Callable[[Any], list]  # response JSON -> list of per-input predictions
     venv: Path | None = None
     note: str = ""
+    workers: int = 1  # worker processes serving requests (reported in the servers table)
+    models: tuple[str, ...] = ("imdb", "reuters", "boston")  # the models it serves
+    batch: bool = True  # whether it serves the batch ({"texts": [...]})
+    size_of: str | None = None  # installed size: another server's venv (the limit probe: ours)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -179,6 +185,18 @@ def _bentoml_one(model: str, value: Any) -> dict:
     return _contract_many(model, [value])
 
 
+def ours_workers(ours_args: str) -> int:
+    """Ours' worker count: ``--workers N`` in ``--ours-args``, else WORKERS in the environment
+    (which ``python -m service`` reads too), else 1."""
+    words = shlex.split(ours_args)
+    for i, word in enumerate(words):
+        if word == "--workers" and i + 1 < len(words):
+            return int(words[i + 1])
+        if word.startswith("--workers="):
+            return int(word.split("=", 1)[1])
+    return int(os.environ.get("WORKERS") or 1)
+
+
 def make_servers(args: argparse.Namespace) -> dict[str, Server]:
     models_dir = str(args.models_dir)
     peers_path = f"{REPO_DIR}{os.pathsep}{BENCH_DIR / 'peers'}"
@@ -194,6 +212,11 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
     contract_routes = {m: f"/{m}/predict" for m in ("imdb", "reuters", "boston")}
     ours_venv = ours_python.parent.parent if ours_python.parent.name == "bin" else None
     bentoml_home = OUT_DIR / "bentoml-home"
+    workers = {
+        "ours": ours_workers(args.ours_args),
+        "limit": args.limit_workers,
+        "bentoml": args.bentoml_workers,
+    }
     return {
         "ours": Server(
             name="ours",
@@ -216,7 +239,42 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
             many=_contract_many,
             predictions=lambda body: body["predictions"],
             venv=ours_venv,
-            note="Keras numpy backend, no TensorFlow; default settings (1 worker)",
+            note="Keras numpy backend, no TensorFlow; default settings"
+            + (f", `{args.ours_args}`" if args.ours_args.strip() else ""),
+            workers=workers["ours"],
+        ),
+        "limit": Server(
+            name="limit",
+            label="limit probe (bare ASGI + the same NumPy work)",
+            python=ours_python,
+            command=[
+                str(ours_python),
+                "-m",
+                "uvicorn",
+                "limit_app:app",
+                "--host",
+                HOST,
+                "--port",
+                "{port}",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                *(["--workers", str(workers["limit"])] if workers["limit"] > 1 else []),
+            ],
+            cwd=BENCH_DIR / "peers",
+            env=_clean_env(MODELS_DIR=models_dir, PYTHONPATH=peers_path),
+            routes={"imdb": "/imdb/predict"},
+            one=_contract_one,
+            many=_contract_many,
+            predictions=lambda body: body["predictions"],
+            venv=None,
+            note="ours' venv: a bare ASGI callable under uvicorn, the same tokenization and "
+            "NumPy forward pass, no framework, validation, metrics or logs; "
+            "IMDB single reviews only",
+            workers=workers["limit"],
+            models=("imdb",),
+            batch=False,
+            size_of="ours",
         ),
         "baseline": Server(
             name="baseline",
@@ -241,7 +299,7 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
             many=_contract_many,
             predictions=lambda body: body["predictions"],
             venv=VENVS / "baseline",
-            note="TensorFlow backend, sync routes, `model.predict(x)` per request, 1 process",
+            note="TensorFlow backend, sync routes, `model.predict(x)` per request",
         ),
         "bentoml": Server(
             name="bentoml",
@@ -263,13 +321,15 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
                 KERAS_BACKEND="tensorflow",
                 BENTOML_HOME=str(bentoml_home),
                 BENTOML_DO_NOT_TRACK="True",
+                BENCH_BENTOML_WORKERS=str(workers["bentoml"]),
             ),
             routes={m: f"/{m}_predict" for m in ("imdb", "reuters", "boston")},
             one=_bentoml_one,
             many=_contract_many,
             predictions=lambda body: body,
             venv=VENVS / "bentoml",
-            note="TensorFlow backend, `batchable=True` + `predict_on_batch`, 1 worker",
+            note="TensorFlow backend, `batchable=True` + `predict_on_batch`",
+            workers=workers["bentoml"],
         ),
     }
 
@@ -439,10 +499,13 @@ SCENARIOS = [
     ("imdb-c1", "imdb", 1, "IMDB, one raw review per request, 1 connection"),
     ("imdb-c16", "imdb", 16, "IMDB, one raw review per request, 16 connections"),
     ("imdb-c64", "imdb", 64, "IMDB, one raw review per request, 64 connections"),
+    ("imdb-c256", "imdb", 256, "IMDB, one raw review per request, 256 connections"),
     ("reuters-c16", "reuters", 16, "Reuters, one raw newswire per request, 16 connections"),
     ("boston-c16", "boston", 16, "Boston housing, one `features` row per request, 16 connections"),
 ]
 SMOKE_SCENARIOS = ["imdb-c16"]
+ORDER = ("ours", "limit", "baseline", "bentoml")  # the default servers, in the report's order
+MODEL_NAMES = {"imdb": "IMDB", "reuters": "Reuters", "boston": "Boston"}
 NOISY_SHARE = 0.05  # other processes using more than this share of the cores make a run noisy
 
 
@@ -457,7 +520,15 @@ def sample(server: Server, model: str, prediction: dict) -> str:
 def bench_server(
     server: Server, inputs: Inputs, args: argparse.Namespace, scenarios: list[str]
 ) -> dict:
-    result: dict[str, Any] = {"name": server.name, "available": False, "note": server.note}
+    result: dict[str, Any] = {
+        "name": server.name,
+        "available": False,
+        "note": server.note,
+        "workers": server.workers,
+        "serves": list(server.models),
+        "serves_batch": server.batch,
+        "size_of": server.size_of,
+    }
     if not server.python.exists():
         result["error"] = f"{server.python} is missing: run bench/setup.sh"
         return result
@@ -468,7 +539,9 @@ def bench_server(
     body_dir = OUT_DIR / "bodies" / server.name
     body_dir.mkdir(parents=True, exist_ok=True)
     one_input = {"imdb": inputs.review, "reuters": inputs.newswire, "boston": inputs.boston_row}
-    bodies = {m: json.dumps(server.one(m, v)).encode() for m, v in one_input.items()}
+    bodies = {
+        m: json.dumps(server.one(m, v)).encode() for m, v in one_input.items() if m in server.models
+    }
     for model, body in bodies.items():
         (body_dir / f"{model}.json").write_bytes(body)
     batch_body = json.dumps(server.many("imdb", inputs.batch)).encode()
@@ -626,8 +699,8 @@ def _measure(
     result["scenarios"] = {}
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
     for key, model, connections, _title in SCENARIOS:
-        if key not in scenarios:
-            continue
+        if key not in scenarios or model not in server.models:
+            continue  # not asked for, or a model this server does not serve (the limit probe)
         url = f"http://{HOST}:{port}{server.routes[model]}"
         body_file = body_dir / f"{model}.json"
         try:
@@ -651,10 +724,27 @@ def _measure(
             raise RuntimeError(f"exited with code {process.returncode} during {key}")
 
     # The batch of raw reviews in one request: median of --batch-requests timed requests.
+    result["batch"] = (
+        time_batch(server, port, batch_body, len(inputs.batch), args.batch_requests)
+        if server.batch
+        else {"not_served": True}
+    )
+
+    if server.name == "ours":
+        result["explain"] = explain_cost(port, inputs.review, args.batch_requests * 5)
+
+    result["peak_rss_kib"], result["processes"] = memory_kib(process.pid, "VmHWM")
+    result["rss_end_kib"], _ = memory_kib(process.pid, "VmRSS")
+    log(f"{server.name}: peak RSS {result['peak_rss_kib'] * 1024 / 1e6:.0f} MB")
+
+
+def time_batch(server: Server, port: int, batch_body: bytes, size: int, requests: int) -> dict:
+    """``requests`` timed batch requests over one keep-alive connection after one warm-up (which
+    also checks the count of predictions): median, min, max; or the error."""
     conn = http.client.HTTPConnection(HOST, port, timeout=300)
     try:
         timings = []
-        for attempt in range(args.batch_requests + 1):  # the first one is a warm-up
+        for attempt in range(requests + 1):  # the first one is a warm-up
             t0 = time.perf_counter()
             status, payload = http_request(
                 port, "POST", server.routes["imdb"], batch_body, conn=conn
@@ -664,32 +754,23 @@ def _measure(
                 raise RuntimeError(f"batch request answered {status}: {payload[:200]!r}")
             if attempt == 0:
                 count = len(server.predictions(json.loads(payload)))
-                if count != len(inputs.batch):
-                    raise RuntimeError(f"batch of {len(inputs.batch)} answered {count} predictions")
+                if count != size:
+                    raise RuntimeError(f"batch of {size} answered {count} predictions")
             else:
                 timings.append(elapsed)
-        result["batch"] = {
-            "size": len(inputs.batch),
-            "requests": len(timings),
-            "median_s": statistics.median(timings),
-            "min_s": min(timings),
-            "max_s": max(timings),
-            "bytes": len(batch_body),
-        }
-        log(
-            f"{server.name}: batch of {len(inputs.batch)}: median {result['batch']['median_s'] * 1000:.0f} ms"
-        )
     except Exception as error:
-        result["batch"] = {"error": f"{type(error).__name__}: {error}"}
+        return {"error": f"{type(error).__name__}: {error}"}
     finally:
         conn.close()
-
-    if server.name == "ours":
-        result["explain"] = explain_cost(port, inputs.review, args.batch_requests * 5)
-
-    result["peak_rss_kib"], result["processes"] = memory_kib(process.pid, "VmHWM")
-    result["rss_end_kib"], _ = memory_kib(process.pid, "VmRSS")
-    log(f"{server.name}: peak RSS {result['peak_rss_kib'] * 1024 / 1e6:.0f} MB")
+    log(f"{server.name}: batch of {size}: median {statistics.median(timings) * 1000:.0f} ms")
+    return {
+        "size": size,
+        "requests": len(timings),
+        "median_s": statistics.median(timings),
+        "min_s": min(timings),
+        "max_s": max(timings),
+        "bytes": len(batch_body),
+    }
 
 
 def errors(figures: dict) -> int:
@@ -840,10 +921,12 @@ def ratio(a: float | None, b: float | None) -> str:
 def render(report: dict) -> str:
     servers = report["servers"]
     ours = servers.get("ours", {})
-    order = [name for name in ("ours", "baseline", "bentoml") if name in servers]
+    order = [name for name in ORDER if name in servers]
     labels = report["labels"]
+    counts = sorted({s.get("workers", 1) for s in servers.values()})
     lines = [
-        "# Benchmark results",
+        "# Benchmark results"
+        + ("" if counts == [1] else f": {' and '.join(map(str, counts))} workers per server"),
         "",
         f"Run {report['date']} with `{report['command']}` "
         f"({report['duration']} s per scenario after a {report['warmup']} s warm-up, wrk -t1). "
@@ -881,15 +964,16 @@ def render(report: dict) -> str:
         "",
         "## Servers and versions",
         "",
-        "| server | what | Python | packages |",
-        "|---|---|---|---|",
+        "| server | what | workers | Python | packages |",
+        "|---|---|---:|---|---|",
     ]
     for name in order:
         versions = dict(report["versions"].get(name, {}))
         python = versions.pop("python", "?")
         packages = ", ".join(f"{k} {v}" for k, v in versions.items())
         lines.append(
-            f"| {labels[name]} | {servers[name].get('note', '')} | {python} | {packages} |"
+            f"| {labels[name]} | {servers[name].get('note', '')} "
+            f"| {servers[name].get('workers', 1)} | {python} | {packages} |"
         )
     lines += [
         "",
@@ -914,15 +998,26 @@ def render(report: dict) -> str:
             f"**{labels[name]}: not available**: {servers[name].get('error', 'unknown error')}.{last}",
             "",
         ]
+    partial = [n for n in order if served_text(servers[n]) != "everything"]
+    for name in partial:
+        lines += [
+            (
+                f"{labels[name]} serves {served_text(servers[name])}: the other scenarios, the "
+                "batch and the other answers are marked *not served* (not a failure)."
+            ),
+            "",
+        ]
 
     lines += [
         "## Throughput and latency",
         "",
         "Ratios compare ours with each peer in this run: `req/s ours÷peer` above 1 means ours "
-        "serves more; `p99 ours÷peer` below 1 means ours answers faster at the tail.",
+        "serves more; `p99 ours÷peer` below 1 means ours answers faster at the tail. "
+        "On the limit probe's row they are ours÷limit: how close ours comes to the stack's "
+        "limit (req/s: 1 is the limit; p99: 1 is the limit's tail).",
         "",
     ]
-    for key, _model, _connections, title in SCENARIOS:
+    for key, model, _connections, title in SCENARIOS:
         rows = [(n, servers[n].get("scenarios", {}).get(key)) for n in order]
         if not any(figures for _, figures in rows):
             continue
@@ -935,7 +1030,9 @@ def render(report: dict) -> str:
         ours_figures = ours.get("scenarios", {}).get(key) or {}
         for name, figures in rows:
             if not figures:
-                lines.append(f"| {labels[name]} | not available | | | | | | |")
+                text = ("not served" if model not in servers[name].get("serves", [model])
+                        else "not available")  # fmt: skip
+                lines.append(f"| {labels[name]} | {text} | | | | | | |")
                 continue
             if "error" in figures:
                 lines.append(f"| {labels[name]} | failed: {figures['error'][:80]} | | | | | | |")
@@ -961,6 +1058,12 @@ def render(report: dict) -> str:
                 f"| {ratio(ours_figures.get('rps'), figures['rps']) if peer else ''} "
                 f"| {ratio(ours_figures.get('p99_us'), figures['p99_us']) if peer else ''} |"
             )
+        limit_figures = dict(rows).get("limit") or {}
+        if ours_figures.get("rps") and limit_figures.get("rps"):
+            share = ours_figures["rps"] / limit_figures["rps"]
+            tail = ratio(ours_figures.get("p99_us"), limit_figures.get("p99_us"))
+            sentence = f"ours serves {share:.0%} of the limit probe's req/s, at {tail} its p99."
+            lines += ["", f"Ours÷limit: {sentence}"]
         lines.append("")
 
     lines += [
@@ -975,11 +1078,12 @@ def render(report: dict) -> str:
     for name in order:
         s = servers[name]
         batch = s.get("batch", {})
-        batch_text = (
-            f"{batch['median_s'] * 1000:,.0f} ms"
-            if "median_s" in batch
-            else (f"failed: {batch['error'][:60]}" if "error" in batch else "–")
-        )
+        if "median_s" in batch:
+            batch_text = f"{batch['median_s'] * 1000:,.0f} ms"
+        elif "error" in batch:
+            batch_text = f"failed: {batch['error'][:60]}"
+        else:
+            batch_text = "not served" if batch.get("not_served") else "–"
         cold = f"{s['cold_start_s']:.2f} s" if "cold_start_s" in s else "–"
         if s.get("cold_starts_s"):
             runs = s["cold_starts_s"]
@@ -988,6 +1092,8 @@ def render(report: dict) -> str:
         rss = f"{s['rss_ready_kib'] * 1024 / 1e6:,.0f} MB" if "rss_ready_kib" in s else "–"
         peak = f"{s['peak_rss_kib'] * 1024 / 1e6:,.0f} MB" if "peak_rss_kib" in s else "–"
         size = f"{sizes[name]:,.0f} MB" if sizes.get(name) else "–"
+        if s.get("size_of"):
+            size = f"the same venv as {s['size_of']}"
         lines.append(
             f"| {labels[name]} | {batch_text} | {cold} | {rss} | {peak} | {s.get('processes', '–')} | {size} |"
         )
@@ -1028,14 +1134,25 @@ def render(report: dict) -> str:
     ]
     for name in order:
         samples = servers[name].get("samples", {})
-        lines.append(
-            f"| {labels[name]} | {samples.get('imdb', '–')} | {samples.get('reuters', '–')} "
-            f"| {samples.get('boston', '–')} |"
-        )
+        serves = servers[name].get("serves", list(MODEL_NAMES))
+        cells = [samples.get(m, "–") if m in serves else "not served" for m in MODEL_NAMES]
+        lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
     lines += [""]
 
     lines += targets(report)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def served_text(result: dict) -> str:
+    """What a server serves, for the report: "everything", or e.g. "IMDB single reviews only"."""
+    serves = result.get("serves", list(MODEL_NAMES))
+    if set(serves) == set(MODEL_NAMES) and result.get("serves_batch", True):
+        return "everything"
+    return (
+        " and ".join(MODEL_NAMES[m] for m in serves)
+        + (" single reviews" if serves == ["imdb"] else " single inputs")
+        + ("" if result.get("serves_batch", True) else " only")
+    )
 
 
 def targets(report: dict) -> list[str]:
@@ -1058,6 +1175,9 @@ def targets(report: dict) -> list[str]:
     def quotient(a: float | None, b: float | None) -> float | None:
         return a / b if a and b else None
 
+    def percent(a: float | None, b: float | None) -> float | None:
+        return 100 * a / b if a and b else None
+
     add(
         "IMDB 16 conn.: req/s ≥ 3× BentoML's",
         quotient(fig("ours", "imdb-c16", "rps"), fig("bentoml", "imdb-c16", "rps")),
@@ -1079,6 +1199,46 @@ def targets(report: dict) -> list[str]:
         "low",
         "×",
     )
+    for connections in (16, 64):
+        key = f"imdb-c{connections}"
+        add(
+            f"IMDB {connections} conn.: req/s ≥ 60% of the limit probe's",
+            percent(fig("ours", key, "rps"), fig("limit", key, "rps")),
+            60,
+            "high",
+            "%",
+        )
+    add(
+        "IMDB 64 conn.: p99 ≤ 2× the limit probe's",
+        quotient(fig("ours", "imdb-c64", "p99_us"), fig("limit", "imdb-c64", "p99_us")),
+        2,
+        "low",
+        "×",
+    )
+    add(
+        "IMDB 64 conn.: p99 ≤ ⅓ of BentoML's",
+        quotient(fig("ours", "imdb-c64", "p99_us"), fig("bentoml", "imdb-c64", "p99_us")),
+        1 / 3,
+        "low",
+        "×",
+    )
+    add(
+        "IMDB 64 conn.: req/s ≥ 2× BentoML's",
+        quotient(fig("ours", "imdb-c64", "rps"), fig("bentoml", "imdb-c64", "rps")),
+        2,
+        "high",
+        "×",
+    )
+    c256 = servers.get("ours", {}).get("scenarios", {}).get("imdb-c256")
+    text = "IMDB 256 conn.: no socket errors"
+    if not c256 or "error" in c256:
+        checks.append((text, "not measured", None))
+    elif not c256.get("requests"):
+        checks.append((text, "no answer", False))
+    else:
+        socket_errors = errors(c256) - c256.get("errors_status", 0)
+        checks.append((text, f"{socket_errors:,} of {c256['requests']:,} requests",
+                       socket_errors == 0))  # fmt: skip
     add(
         "Reuters 16 conn.: req/s ≥ 3× BentoML's",
         quotient(fig("ours", "reuters-c16", "rps"), fig("bentoml", "reuters-c16", "rps")),
@@ -1114,9 +1274,23 @@ def targets(report: dict) -> list[str]:
     add("one review with explain < 10 ms (explanations issue)",
         explained * 1000 if explained else None, 10, "low", " ms")  # fmt: skip
 
+    counts = {n: s.get("workers", 1) for n, s in servers.items()}
+    title = "## Targets (ours, from this run)"
+    intro = []
+    if any(count != 1 for count in counts.values()):
+        listed = ", ".join(f"{n} {c}" for n, c in counts.items())
+        title = f"## Targets (ours, from this run; workers: {listed})"
+        intro = [
+            (
+                "The targets are stated for one worker per server; against more workers they "
+                "are indicative only."
+            ),
+            "",
+        ]
     lines = [
-        "## Targets (ours, from this run)",
+        title,
         "",
+        *intro,
         "| target | measured | met |",
         "|---|---:|---|",
     ]
@@ -1145,7 +1319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default=None,
-        help="comma-separated subset of ours,baseline,bentoml (default: all; smoke: ours)",
+        help=f"comma-separated subset of {','.join(ORDER)} (default: all; smoke: ours)",
     )
     parser.add_argument(
         "--scenarios",
@@ -1183,6 +1357,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ours-args", default="", help="extra flags for python -m service, e.g. '--workers 2'"
     )
     parser.add_argument(
+        "--workers", type=int, default=None,
+        help="the multi-worker run: N worker processes for ours (--workers N), the limit probe "
+        "and BentoML; its defaults are --servers ours,limit,bentoml (the baseline is one "
+        "process) and --output bench/RESULTS-workersN.md",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bentoml-workers", type=int, default=None,
+        help="BentoML's worker processes (BENCH_BENTOML_WORKERS for bench/peers/bentoml_service.py;"
+        " 1, or --workers)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit-workers", type=int, default=None,
+        help="the limit probe's uvicorn worker processes (uvicorn --workers; 1, or --workers)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-wrk", action="store_true", help="use the Python load loop (1 connection)"
     )
     parser.add_argument(
@@ -1198,16 +1387,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_requests = (
         args.batch_requests if args.batch_requests is not None else (2 if smoke else 10)
     )
-    args.servers = (args.servers or ("ours" if smoke else "ours,baseline,bentoml")).split(",")
+    workers = args.workers
+    if workers is not None and workers < 1:
+        parser.error("--workers must be at least 1")
+    if workers is not None and not any(
+        w == "--workers" or w.startswith("--workers=") for w in shlex.split(args.ours_args)
+    ):
+        args.ours_args = f"{args.ours_args} --workers {workers}".strip()
+    if args.bentoml_workers is None:
+        args.bentoml_workers = workers or 1
+    if args.limit_workers is None:
+        args.limit_workers = workers or 1
+    default_servers = (
+        "ours" if smoke else "ours,limit,bentoml" if workers is not None else ",".join(ORDER)
+    )
+    args.servers = (args.servers or default_servers).split(",")
     args.scenarios = (
         args.scenarios.split(",")
         if args.scenarios
         else (SMOKE_SCENARIOS if smoke else [k for k, *_ in SCENARIOS])
     )
-    args.output = args.output or (OUT_DIR / "smoke.md" if smoke else BENCH_DIR / "RESULTS.md")
+    args.output = args.output or (
+        OUT_DIR / "smoke.md"
+        if smoke
+        else BENCH_DIR / (f"RESULTS-workers{workers}.md" if workers is not None else "RESULTS.md")
+    )
     args.models_dir = args.models_dir.resolve()
     if args.duration < 1 or args.batch_requests < 1:
         parser.error("--duration and --batch-requests must be at least 1")
+    if args.bentoml_workers < 1 or args.limit_workers < 1:
+        parser.error("--bentoml-workers and --limit-workers must be at least 1")
+    try:
+        ours_workers(args.ours_args)
+    except ValueError:
+        parser.error(f"--ours-args: cannot read the worker count in {args.ours_args!r}")
     return args
 
 
@@ -1254,6 +1467,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = {"wrk": wrk_version()}
     wanted = {
         "ours": ["keras", "numpy", "fastapi", "uvicorn", "pydantic", "jax", "scipy"],
+        "limit": ["numpy", "uvicorn"],
         "baseline": ["tensorflow-cpu", "keras", "numpy", "fastapi", "uvicorn"],
         "bentoml": ["bentoml", "tensorflow-cpu", "keras", "numpy"],
     }
@@ -1261,7 +1475,7 @@ def main(argv: list[str] | None = None) -> int:
         versions[name] = package_versions(all_servers[name].python, wanted[name])
     sizes = {}
     for name in args.servers:
-        venv = all_servers[name].venv
+        venv = all_servers[name].venv  # None for the limit probe: it runs in ours' venv
         sizes[name] = site_packages_mb(venv) if venv and (venv / "pyvenv.cfg").exists() else None
     if not args.smoke and (VENVS / "tensorflow").exists():
         sizes["tensorflow"] = site_packages_mb(VENVS / "tensorflow")
@@ -1307,7 +1521,9 @@ def main(argv: list[str] | None = None) -> int:
             + [
                 f"{n}:batch"
                 for n, r in results.items()
-                if r.get("available") and "median_s" not in r.get("batch", {})
+                if r.get("available")
+                and "median_s" not in r.get("batch", {})
+                and not r.get("batch", {}).get("not_served")
             ]
         )
         if problems:

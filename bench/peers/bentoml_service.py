@@ -19,6 +19,10 @@ The per-item objects are the same as ``python -m service``'s ``predictions``; on
 (``{"model", "predictions"}``) differs. Each model is called once in ``__init__`` so the first
 request does not pay TensorFlow's tracing (cold start is "loaded and warmed" for every server).
 
+One worker process by default; ``BENCH_BENTOML_WORKERS=N`` sets the service's ``workers`` (each
+worker loads the three models and batches on its own), which ``bench/run.py --bentoml-workers N``
+passes.
+
 Run (from bench/peers, with the repo root on PYTHONPATH):
     MODELS_DIR=../../models bentoml serve bentoml_service:KerasModels --host 127.0.0.1 --port 8002
 """
@@ -40,7 +44,10 @@ MODELS_DIR = Path(os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[
 TOP_K = 3
 
 
-@bentoml.service(workers=1, traffic={"timeout": 120})
+WORKERS = int(os.environ.get("BENCH_BENTOML_WORKERS", "1"))  # bench/run.py --bentoml-workers
+
+
+@bentoml.service(workers=WORKERS, traffic={"timeout": 120})
 class KerasModels:
     def __init__(self) -> None:
         import keras  # TensorFlow backend, Keras' default
