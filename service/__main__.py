@@ -13,15 +13,26 @@ import os
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
+from typing import Any  # noqa: E402
 
 import uvicorn  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
+from uvicorn.config import STARTUP_FAILURE  # noqa: E402
 
 from service.app import create_app  # noqa: E402
 from service.logs import logging_config  # noqa: E402
+from service.server import DrainingServer, exit_zero  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.supervisor import Supervisor  # noqa: E402
+
+# The multi-worker contract with the app (set by the supervisor before any worker starts):
+RUN_DIR = "KERAS_SERVING_RUN_DIR"  # this run's folder: metrics/ (Prometheus), workers/ (status)
+SUPERVISOR = "KERAS_SERVING_SUPERVISOR"  # the supervisor's pid: SIGHUP it to reload every worker
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode; a user's wins
 
 
 def main() -> None:
@@ -37,14 +48,45 @@ def main() -> None:
         "access_log": False,  # service.middleware writes one structured line per request
         "server_header": False,
         "timeout_graceful_shutdown": settings.graceful_timeout,
+        "loop": settings.event_loop.value,
     }
-    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal with the handler
+    # The server drains on SIGTERM (service.server), then re-raises the signal with the handler
     # it found at start; make that handler a clean exit, so a drained stop exits 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, exit_zero)
     if settings.workers > 1:
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **common)
-    else:
-        uvicorn.run(create_app(settings), **common)
+        sys.exit(serve_workers(settings.workers, common))
+    for variable in (RUN_DIR, SUPERVISOR):  # one process: no run directory, no supervisor
+        os.environ.pop(variable, None)
+    server = DrainingServer(uvicorn.Config(create_app(settings), **common))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve_workers(workers: int, common: dict[str, Any]) -> int:
+    """Run ``workers`` worker processes under ``service.supervisor.Supervisor``; the exit code.
+
+    A fresh run directory (under /tmp, writable in the container) holds what the workers
+    share: ``metrics/`` (unless PROMETHEUS_MULTIPROC_DIR is set already) and ``workers/``. It
+    is handed to them through the environment, and removed at exit.
+    """
+    run_dir = tempfile.mkdtemp(prefix="keras-serving-")
+    try:
+        for folder in ("metrics", "workers"):
+            os.mkdir(os.path.join(run_dir, folder))
+        if not os.environ.get(METRICS_DIR):
+            os.environ[METRICS_DIR] = os.path.join(run_dir, "metrics")
+        os.environ[RUN_DIR] = run_dir
+        os.environ[SUPERVISOR] = str(os.getpid())
+        config = uvicorn.Config("service.app:create_app", factory=True, workers=workers, **common)
+        supervisor = Supervisor(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        return STARTUP_FAILURE if supervisor.failed_to_start else 0
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _env_value(value: object) -> str:

@@ -18,17 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.api.admin import admin
-from service.api.modeldocs import model_paths
+from service.api.modeldocs import document_limits, model_paths
 from service.api.operations import operations
 from service.api.rest import rest
-from service.api.v2 import V2Error, v2, v2_error
+from service.api.v2 import V2Error, document_infer, v2, v2_error
 from service.content_type import RequireJson
 from service.kinds.base import Limits
 from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.registry import ModelUnavailable, Registry, UnknownModel, VersionNotServed
-from service.reload import Reloader
+from service.reload import Poller, Reloader, WorkerGroup
 from service.settings import RequireModels, Settings
 
 logger = logging.getLogger("service.app")
@@ -51,21 +51,30 @@ class NoModelServed(RuntimeError):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    registry = Registry.load(settings.models_dir, expected=settings.expected_models)
-    app.state.metrics.record_registry(registry)
-    required = settings.require_models
-    if (required is RequireModels.all and not registry.ready) or (
-        required is RequireModels.any and not registry.models
-    ):
-        reasons = "; ".join(f"{name}: {reason}" for name, reason in registry.failures.items())
-        raise NoModelServed(f"REQUIRE_MODELS={required.value} not met ({reasons})")
-    app.state.registry = registry
-    release_free_memory()
-    app.state.reloader.install_sighup()
+    reloader: Reloader = app.state.reloader
+    # First: a SIGHUP forwarded while this worker loads reloads it once loaded, never kills it.
+    reloader.install_sighup()
+    poller = Poller(app, reloader, settings.model_poll_seconds)
     try:
+        generation = reloader.generation()  # read before the scan, as a reload does
+        registry = Registry.load(settings.models_dir, expected=settings.expected_models)
+        app.state.metrics.record_registry(registry)
+        required = settings.require_models
+        if (required is RequireModels.all and not registry.ready) or (
+            required is RequireModels.any and not registry.models
+        ):
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in registry.failures.items())
+            raise NoModelServed(f"REQUIRE_MODELS={required.value} not met ({reasons})")
+        app.state.registry = registry
+        reloader.record(generation, registry)
+        release_free_memory()
+        if settings.model_poll_seconds > 0:
+            poller.start()
         yield
     finally:
-        app.state.reloader.uninstall_sighup()
+        await poller.stop()
+        reloader.uninstall_sighup()
+        reloader.leave()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = Limits(settings.max_batch_size, settings.max_text_chars)
     app.state.metrics = Metrics()
     app.state.registry = Registry()
-    app.state.reloader = Reloader(app)
+    app.state.reloader = Reloader(app, WorkerGroup.from_environment())
     app.state.reload_tasks = set()
     app.state.draining = False  # set at SIGTERM: /readyz answers 503 while requests still run
     app.state.page = PAGE.read_bytes()
@@ -103,10 +112,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def openapi_with_models(app: FastAPI, base: Any) -> dict[str, Any]:
     """FastAPI's document plus a typed ``/NAME/predict`` for every served model that has no
-    route of its own; a reload clears the cache (``service.reload``), so it follows the models."""
+    route of its own, the V2 request the served models take, and the configured limits
+    (MAX_BATCH_SIZE, MAX_TEXT_CHARS) in every request schema, so a request the document calls
+    valid is one this server accepts. A reload clears the cache (``service.reload``), so it
+    follows the models."""
     if app.openapi_schema is None:
         schema = base()
         model_paths(schema, app.state.registry)
+        document_limits(schema, app.state.limits)
+        document_infer(schema, app.state.registry, app.state.limits)
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -1,15 +1,24 @@
-"""Prometheus metrics of one app instance (prometheus-client, its own registry per app).
+"""Prometheus metrics of one app instance (prometheus-client).
 
-A registry per app, rather than prometheus-client's global one, lets tests build several apps
-in one process. With ``WORKERS`` > 1 each worker keeps its own counters and a scrape reads the
-worker that answers it; run one worker per container and scale containers for exact totals.
+With one process (no ``PROMETHEUS_MULTIPROC_DIR``), each app has its own registry rather than
+prometheus-client's global one, so tests can build several apps in one process.
+
+With ``WORKERS`` > 1 the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts,
+and prometheus-client's multiprocess mode takes over: every worker writes its values to files
+in that folder, and a scrape, whichever worker answers it, reads all of them into a fresh
+registry (``MultiProcessCollector``). Counters and histograms are then sums over the workers,
+including those that have exited since (a counter never goes down), and equal from scrape to
+scrape. The gauges say how their workers' values combine (``multiprocess_mode``); the live
+modes count only running workers (the supervisor calls ``mark_process_dead`` for the others).
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
     from service.registry import Registry
@@ -17,9 +26,27 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared folder of the workers' metric files, when there are several workers."""
+    return os.environ.get(MULTIPROC_DIR) or None
+
+
+def _use_shared_values() -> None:
+    """prometheus-client picks per-process or file-backed values once, when it is imported. A
+    process that imported it before the supervisor set the variable would count alone, silently;
+    switch it to the files before the first metric is made."""
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.MultiProcessValue()
+
 
 class Metrics:
     def __init__(self) -> None:
+        self.shared = multiprocess_dir() is not None
+        if self.shared:
+            _use_shared_values()
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests_total", "HTTP requests by route, method and status.",
@@ -37,22 +64,39 @@ class Metrics:
             "prediction_batch_size", "Items per predict request.",
             ["model"], buckets=BATCH_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        # Across workers: ready only if every live worker serves the model.
         self.model_ready = Gauge(
             "model_ready", "1 when the model has a version loaded and serving, else 0.",
-            ["model"], registry=self.registry,
+            ["model"], registry=self.registry, multiprocess_mode="livemin",
         )  # fmt: skip
+        # Across workers: the version every live worker has reached, so an upgrade shows once it
+        # is complete; a group reload makes the workers differ for well under a second.
         self.default_version = Gauge(
             "model_default_version", "The version served when a request names none (0: none).",
-            ["model"], registry=self.registry,
+            ["model"], registry=self.registry, multiprocess_mode="livemin",
         )  # fmt: skip
+        # Across workers: the most any live worker failed to load (they read the same folder).
         self.load_failures = Gauge(
             "model_load_failures", "Model folders and versions that failed their last load.",
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livemax",
         )  # fmt: skip
         self.reloads = Counter(
             "model_reloads_total", "Hot reloads by outcome: 'ok', or 'failed' (a version did not load).",
             ["outcome"], registry=self.registry,
         )  # fmt: skip
+
+    def exposed(self) -> CollectorRegistry:
+        """The registry a scrape renders: this app's own, or, with several workers, a fresh one
+        that collects every worker's files (the multiprocess mode's documented way)."""
+        if not self.shared:
+            return self.registry
+        scraped = CollectorRegistry()
+        MultiProcessCollector(scraped)
+        return scraped
+
+    def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route, str(status)).observe(seconds)
 
     def record_batch(self, model: str, version: str, size: int) -> None:
         self.predictions.labels(model, version).inc(size)

@@ -52,8 +52,7 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route, str(status)).observe(elapsed)
+            self.metrics.record_request(method, route, status, elapsed)
             if self.access_log:
                 logger.info(
                     "request",

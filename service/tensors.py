@@ -17,10 +17,10 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -36,11 +36,19 @@ class TensorError(ValueError):
     """A V2 request that cannot be read as tensors; the message says which one and why."""
 
 
+def _integral_float_to_int(value: Any) -> Any:
+    """JSON Schema counts 2.0 as an integer; so do we. 2.5, "2" and true stay errors."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Dimension = Annotated[StrictInt, BeforeValidator(_integral_float_to_int)]
+
+
 class RequestInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    shape: list[StrictInt] = Field(max_length=8)
+    shape: list[Dimension] = Field(max_length=8)
     datatype: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     data: Any = None
@@ -161,6 +169,8 @@ def _from_json(data: Any, datatype: str, count: int, where: str) -> np.ndarray |
     if dtype.kind == "b":
         allowed: tuple[type, ...] = (bool,)
     elif dtype.kind in "iu":
+        # JSON Schema (and the REST endpoints) count 14.0 as an integer; so do we. 14.5 stays an error.
+        elements = [_integral_float_to_int(e) for e in elements]
         allowed = (int,)
     else:
         allowed = (int, float)

@@ -5,7 +5,7 @@ Kubernetes OpenAPI schemas it ships, strict: an unknown field fails), the Infere
 with jsonschema against the KServe CRD schema vendored in deploy/schemas/. The other tests
 hold the manifests to the application and the measurements: the probes ask for paths the app
 serves on the port it listens on, memory fits the peak RSS of bench/RESULTS.md, the grace
-period covers the preStop pause and the drain, the Service and the HPA find the Deployment.
+period covers the lame duck and the drain, the Service and the HPA find the Deployment.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PLAIN_MANIFESTS = ("deployment.yaml", "service.yaml", "hpa.yaml")
 WORKLOADS = ("deployment.yaml", "inferenceservice.yaml")
 
 IMAGE_UID = 10001  # the Dockerfile's `app` user and group
-# terminationGracePeriodSeconds = preStop sleep + GRACEFUL_TIMEOUT + this, for the exit itself.
+# terminationGracePeriodSeconds = SHUTDOWN_DELAY + GRACEFUL_TIMEOUT + this, for the exit itself.
 EXIT_MARGIN_S = 5
 # During a hot reload the old and the new model versions are both in memory for a moment.
 VERSIONS_IN_MEMORY_DURING_RELOAD = 2
@@ -324,6 +324,8 @@ def test_settings_keep_their_defaults_but_for_the_cluster_ones(name: str) -> Non
         "PORT": str(listening_port(name)),
         "MODELS_DIR": "/app/models",  # where the image bakes the models
         "REQUIRE_MODELS": "all",  # a pod missing a model must not become ready
+        "SHUTDOWN_DELAY": "5",  # the lame duck: the endpoint leaves every kube-proxy first
+        "MODEL_POLL_SECONDS": "30",  # versions copied onto a mounted volume are served
     }
     defaults = Settings.model_construct()
     for variable, spec in env(name).items():
@@ -411,10 +413,13 @@ def test_memory_fits_the_measured_peak_and_a_hot_reload(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_grace_period_covers_the_prestop_pause_and_the_drain(name: str) -> None:
-    pause = container(name)["lifecycle"]["preStop"]["sleep"]["seconds"]
+def test_grace_period_covers_the_lame_duck_and_the_drain(name: str) -> None:
+    """SIGKILL comes terminationGracePeriodSeconds after the pod is marked terminating: after
+    any preStop hook, the lame duck (SHUTDOWN_DELAY) and the drain (GRACEFUL_TIMEOUT)."""
+    pre_stop = container(name).get("lifecycle", {}).get("preStop", {}).get("sleep", {})
+    pause = pre_stop.get("seconds", 0) + float(env(name)["SHUTDOWN_DELAY"]["value"])
     drain = float(env(name)["GRACEFUL_TIMEOUT"]["value"])
-    assert pause > 0, "without a pause, SIGTERM can come before the endpoint leaves the Service"
+    assert pause > 0, "without a pause, the socket can close before the endpoint leaves the Service"
     assert pod_spec(name)["terminationGracePeriodSeconds"] >= pause + drain + EXIT_MARGIN_S
 
 

@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from service.registry import PARITY_EPSILONS
 from tests.serverproc import REPO, running_server
 
 pytest.importorskip("tensorflow", reason="fitting needs TensorFlow (the train extra)")
@@ -145,7 +147,10 @@ def test_the_table_models_error_through_the_api_is_the_cards(api, data, models_d
     values = [p["value"] for p in response.json()["predictions"]]
     mae = sum(abs(v - r["body_mass_g"]) for v, r in zip(values, rows)) / len(rows)
     recorded = card(models_dir, "penguins")["metrics"]["test_mae"]
-    assert abs(mae - recorded) <= 1e-6 * recorded  # float32 outputs, summed in float64 on both sides
+    # The card's figure came from TensorFlow at training, these from the served NumPy path: each
+    # value may differ by a few float32 ulps at its size (~4,000 g), so the mean error by as much.
+    allowed = PARITY_EPSILONS * float(np.finfo(np.float32).eps) * float(np.mean(np.abs(values)))
+    assert abs(mae - recorded) <= max(allowed, 1e-6 * recorded)
     assert mae < 500  # grams; the body mass itself spreads over 2,700-6,300
 
 

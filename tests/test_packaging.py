@@ -384,6 +384,8 @@ def test_compose_environment_lists_every_setting_with_its_default(
             assert value == "0.0.0.0"
         elif name == "models_dir":
             assert value == stage_chain_env(stages, final)["MODELS_DIR"]
+        elif name == "model_poll_seconds":  # compose polls ./models, which a retrain writes
+            assert float(value) > 0
         elif name == "admin_token":
             assert value == "", "a secret comes from the host's environment, never the file"
         elif name == "expected_models":  # comma-separated in the environment

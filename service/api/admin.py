@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.schemas import ErrorResponse, ReloadReport
+from service.reload import SupervisorGone, WorkersDidNotApply
 
 bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")
 
@@ -49,9 +50,26 @@ admin = APIRouter(
 )
 
 
-@admin.post("/reload", response_model=ReloadReport, summary="Load new model versions, then swap")
+@admin.post(
+    "/reload",
+    response_model=ReloadReport,
+    summary="Load new model versions, then swap, in every worker",
+    responses={
+        503: {"model": ErrorResponse, "description": "The worker supervisor cannot be signalled."},
+        504: {"model": ErrorResponse, "description": "Some workers did not apply it in time."},
+    },
+)
 async def reload_models(request: Request) -> ReloadReport:
     """Rescan MODELS_DIR; load, verify and warm new or changed versions while the current ones
     keep serving; then swap atomically. A version that fails is listed under ``failed`` and the
-    copy loaded before (if any) keeps serving. The same as ``kill -HUP <pid>``."""
-    return await request.app.state.reloader.reload()
+    copy loaded before (if any) keeps serving. The same as ``kill -HUP <pid>``.
+
+    With WORKERS > 1, every worker reloads, whichever one answers: the answer comes once all
+    have, and ``workers`` lists each with the versions it serves (504 naming the workers that
+    had not within 30 s)."""
+    try:
+        return await request.app.state.reloader.reload_everywhere()
+    except SupervisorGone as error:
+        raise HTTPException(503, str(error)) from None
+    except WorkersDidNotApply as error:
+        raise HTTPException(504, str(error)) from None

@@ -1,10 +1,17 @@
-"""Typed /docs for models the service did not know when it was written.
+"""Typed /docs for models the service did not know when it was written, and the configured
+limits written into the document.
 
 Each served model without a route of its own (any model but the book's three) gets a
 ``POST /NAME/predict`` entry in the OpenAPI document, with its kind's request and answer
 schemas built from its card: the labels, ``top_k``'s bound, the feature names with their
-descriptions. The generic route ``/{name}/predict`` answers them all; these entries only
-document it, model by model, so generated clients and fuzzers see real types.
+descriptions, and every error status the route can answer. The generic route
+``/{name}/predict`` answers them all; it is kept out of the document (its body can only be
+described as "some object"), and these entries document it, model by model, so generated
+clients and fuzzers see real types.
+
+``document_limits`` then writes the configurable limits (``MAX_BATCH_SIZE``,
+``MAX_TEXT_CHARS``) into every predict request schema as ``maxItems`` and ``maxLength``, so a
+request the document calls valid is one the service accepts.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, create_model
 
 from service.api.rest import PREDICT_ERRORS
-from service.kinds.base import ModelRef
+from service.kinds.base import Limits, ModelRef
 from service.registry import Registry
 
 REF = "#/components/schemas/{model}"
@@ -24,7 +31,7 @@ REF = "#/components/schemas/{model}"
 def model_paths(schema: dict[str, Any], registry: Registry) -> None:
     """Add each served model's typed predict path to an OpenAPI ``schema``, in place."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    errors = _error_responses(schema)
+    errors = error_responses(PREDICT_ERRORS, components)
     for name, versions in registry.models.items():
         path = f"/{name}/predict"
         if path in schema["paths"] or not versions:
@@ -41,7 +48,9 @@ def model_paths(schema: dict[str, Any], registry: Registry) -> None:
                 "operationId": f"predict_{name.replace('-', '_')}",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _component(kind.request_model, components)}},
+                    "content": {
+                        "application/json": {"schema": _component(kind.request_model, components)}
+                    },
                 },
                 "responses": {
                     "200": {
@@ -63,7 +72,41 @@ def _component(model: type[BaseModel], components: dict[str, Any]) -> dict[str, 
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _error_responses(schema: dict[str, Any]) -> dict[str, Any]:
-    """The error answers the generic predict route documents (same codes for every model)."""
-    generic = schema["paths"].get("/{name}/predict", {}).get("post", {}).get("responses", {})
-    return {code: answer for code, answer in generic.items() if code in {str(c) for c in PREDICT_ERRORS}}
+def error_responses(
+    errors: dict[int | str, dict[str, Any]], components: dict[str, Any]
+) -> dict[str, Any]:
+    """FastAPI's ``responses=`` table (status → body model and description) as OpenAPI responses."""
+    return {
+        str(code): {
+            "description": entry["description"],
+            "content": {"application/json": {"schema": _component(entry["model"], components)}},
+        }
+        for code, entry in errors.items()
+    }
+
+
+# --- The configured limits, in the document ------------------------------------------------
+
+BATCHES = ("texts", "sequences", "instances", "records")
+"""The request fields that hold a batch: at most ``MAX_BATCH_SIZE`` items (each kind's ``check``)."""
+
+
+def document_limits(schema: dict[str, Any], limits: Limits) -> None:
+    """Write ``limits`` into the request schema of every predict path, in place: each batch's
+    ``maxItems``, each text's ``maxLength`` and each word-id sequence's ``maxItems``."""
+    components = schema.get("components", {}).get("schemas", {})
+    for path, operations in schema["paths"].items():
+        body = operations.get("post", {}).get("requestBody", {})
+        ref = body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+        if not path.endswith("/predict") or not ref:
+            continue
+        properties = components[ref.rsplit("/", 1)[1]].get("properties", {})
+        for field in BATCHES:
+            if field in properties:
+                properties[field]["maxItems"] = limits.max_batch_size
+        if "text" in properties:
+            properties["text"]["maxLength"] = limits.max_text_chars
+        if "texts" in properties:
+            properties["texts"]["items"]["maxLength"] = limits.max_text_chars
+        if "sequences" in properties:
+            properties["sequences"]["items"]["maxItems"] = limits.max_text_chars

@@ -119,4 +119,4 @@ async def model_version_card(name: str, version: str, registry: RegistryDep) -> 
 
 @operations.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def prometheus_metrics(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)

@@ -1,5 +1,6 @@
 """The JSON predict endpoints: ``POST /{name}/predict`` for every served model, and the book's
-three paths as typed instances of it.
+three paths as typed instances of it. /docs lists each model's path with its own typed body
+(``service.api.modeldocs``), not the generic one.
 
 One path for every request, top to bottom in ``answer``: the registry hands over a version, its
 kind checks the limits, then preprocesses, predicts and postprocesses (inline or in the thread
@@ -98,18 +99,14 @@ def book_model(request: Request, name: str, version: str | None) -> ServedModel:
     return served
 
 
-GENERIC_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "The request of the model named in the path: its own typed schema is "
-        "listed under /NAME/predict in this document, built from its model card.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-}
+# The generic route is not in the OpenAPI document: its body depends on the model named in the
+# path, so the document could only call it "some object", and fuzzers and generated clients would
+# send objects no model accepts. ``service.api.modeldocs`` documents it model by model instead: a
+# typed ``POST /NAME/predict`` for every served model, with these routes' error answers.
 
 
 @rest.post("/{name}/predict", summary="Predict with any served model (its kind's input forms)",
-           response_model=Answer, openapi_extra=GENERIC_BODY)  # fmt: skip
+           response_model=Answer, include_in_schema=False)  # fmt: skip
 async def predict(name: str, request: Request) -> Response:
     """Text classifiers take ``text``, ``texts`` or ``sequences``; table regressors take
     ``features``, ``instances`` or ``records``. The body is read by the model's own request

@@ -77,3 +77,9 @@ class ReloadReport(BaseModel):
         default_factory=dict, description="Each model's default version after the reload."
     )
     seconds: float = Field(0.0, description="Time the reload took.")
+    workers: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Every worker process (by pid) that applied this reload, with each model's "
+        "default version it serves now. With WORKERS > 1 the answer waits until every live worker "
+        "has rescanned MODELS_DIR; one entry with one process.",
+    )

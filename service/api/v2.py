@@ -17,6 +17,8 @@ Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model
 
 from __future__ import annotations
 
+import copy
+import math
 from functools import partial
 from typing import Any
 
@@ -25,8 +27,22 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from service.api.offload import run_sized
-from service.kinds.base import InputProblems, Kind, Problem
-from service.registry import ModelUnavailable, ServedModel, UnknownModel, VersionNotServed
+from service.kinds.base import (
+    MAX_FEATURE,
+    MAX_WORD_ID,
+    InputProblems,
+    Kind,
+    Limits,
+    Problem,
+    TensorSpec,
+)
+from service.registry import (
+    ModelUnavailable,
+    Registry,
+    ServedModel,
+    UnknownModel,
+    VersionNotServed,
+)
 from service.tensors import (
     HEADER_LENGTH,
     InferenceRequest,
@@ -45,11 +61,32 @@ class V2ErrorBody(BaseModel):
     error: str = Field(description="What went wrong, in words.")
 
 
+class BodyTooLarge(BaseModel):
+    detail: str = Field(description="The body is larger than MAX_BODY_BYTES (answered before V2).")
+
+
 V2_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": V2ErrorBody, "description": "The request or a tensor is malformed."},
     404: {"model": V2ErrorBody, "description": "No such model or version."},
     503: {"model": V2ErrorBody, "description": "The model (or version) failed to load; why."},
 }
+
+
+class OutputTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = Field(
+        None, description="Row-major elements; absent when sent in binary."
+    )
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size, when in binary.")
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = Field(None, description="The request's id, when it gave one.")
+    outputs: list[OutputTensor]
 
 
 def _inlined(schema: dict[str, Any], definitions: dict[str, Any] | None = None) -> Any:
@@ -65,6 +102,80 @@ def _inlined(schema: dict[str, Any], definitions: dict[str, Any] | None = None) 
     return {k: _inlined(v, definitions) for k, v in schema.items() if k != "$defs"}
 
 
+def infer_request_schema(
+    limits: Limits, specs: list[TensorSpec], outputs: list[str]
+) -> dict[str, Any]:
+    """The JSON request as the document states it: everything JSON Schema can say of what the
+    route accepts. One input, as one of the served models' input tensors (``specs``): its name,
+    datatype, rank and fixed dimensions, elements of its type, a batch within MAX_BATCH_SIZE, a
+    word-id sequence within MAX_TEXT_CHARS; a pure-JSON request carries ``data`` (binary tensor
+    data needs the ``Inference-Header-Content-Length`` header, so ``binary_data_size`` has no
+    place here). What JSON Schema cannot say is in the descriptions: that the elements number
+    the product of the shape, and that the model in the path takes the input."""
+    schema = _inlined(InferenceRequest.model_json_schema())
+    inputs = schema["properties"]["inputs"]
+    inputs["maxItems"] = 1
+    inputs["description"] = (
+        "Exactly one input: one of the inputs /v2/models/NAME lists for the model."
+    )
+    inputs["items"] = {"oneOf": [_input_schema(spec, limits) for spec in specs]}
+    wanted = schema["properties"]["outputs"]["anyOf"][0]["items"]
+    wanted["properties"]["name"] = {"type": "string", "enum": sorted(outputs),
+                                    "description": "One of the model's outputs."}  # fmt: skip
+    return schema
+
+
+def _input_schema(spec: TensorSpec, limits: Limits) -> dict[str, Any]:
+    """One served input tensor (``text`` BYTES [-1], ``features`` FP32 [-1, 13], ...) as JSON Schema."""
+    dims = [{"type": "integer", "minimum": 1, "maximum": limits.max_batch_size}] + [
+        {"const": d} if d != -1 else {"type": "integer", "minimum": 1, "maximum": limits.max_text_chars}
+        for d in spec.shape[1:]
+    ]  # fmt: skip
+    if spec.datatype == "BYTES":
+        element: dict[str, Any] = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.max_text_chars,
+        }
+    elif spec.datatype.startswith("FP"):
+        element = {"type": "number", "minimum": -MAX_FEATURE, "maximum": MAX_FEATURE}
+    else:
+        element = {"type": "integer", "minimum": 0, "maximum": MAX_WORD_ID}
+    shape = ", ".join(
+        "N" if i == 0 else ("L" if d == -1 else str(d)) for i, d in enumerate(spec.shape)
+    )
+    most = limits.max_batch_size * math.prod(
+        d if d != -1 else limits.max_text_chars for d in spec.shape[1:]
+    )
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"const": spec.name},
+            "datatype": {"enum": [spec.datatype, *spec.accepts]},
+            "shape": {
+                "type": "array", "prefixItems": dims, "items": False,
+                "minItems": len(dims), "maxItems": len(dims),
+                "description": f"[{shape}]: N items (at most MAX_BATCH_SIZE); 'data' holds "
+                "exactly as many elements as the product of these.",
+            },
+            "data": {
+                "anyOf": [
+                    {"type": "array", "minItems": 1, "maxItems": most,
+                     "items": {"anyOf": [element, {"type": "array", "minItems": 1, "items": element}]}},
+                    element,
+                ],
+                "description": "The elements in row-major order: flat, or nested by row.",
+            },
+            "parameters": {
+                "type": "object", "not": {"required": ["binary_data_size"]},
+                "description": "binary_data_size only with the Inference-Header-Content-Length header.",
+            },
+        },
+    }  # fmt: skip
+
+
 INFER_BODY = {
     "requestBody": {
         "required": True,
@@ -73,6 +184,29 @@ INFER_BODY = {
         "content": {"application/json": {"schema": _inlined(InferenceRequest.model_json_schema())}},
     }
 }
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": InferenceResponse,
+        "description": "The outputs: JSON; or, when an output is asked for in binary, this JSON "
+        "(its length in the Inference-Header-Content-Length header) then the binary data.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    413: {"model": BodyTooLarge, "description": "The body is larger than MAX_BODY_BYTES."},
+}
+
+
+def document_infer(schema: dict[str, Any], registry: Registry, limits: Limits) -> None:
+    """Give both infer operations of an OpenAPI ``schema`` the request the served models take,
+    with the configured limits, in place (``service.app`` calls it when it builds /docs)."""
+    kinds = [served.kind for versions in registry.models.values() for served in versions.values()]
+    specs = list(dict.fromkeys(spec for kind in kinds for spec in kind.v2_inputs()))
+    outputs = {spec.name for kind in kinds for spec in kind.v2_outputs()}
+    if not specs:
+        return  # nothing served: the document keeps the protocol's own request
+    body = infer_request_schema(limits, specs, sorted(outputs))
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        content = schema["paths"][path]["post"]["requestBody"]["content"]
+        content["application/json"]["schema"] = copy.deepcopy(body)
 
 
 class V2Error(Exception):
@@ -148,9 +282,10 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
     "/models/{name}/infer",
     summary="Inference (JSON, or binary tensor data)",
     openapi_extra=INFER_BODY,
+    responses=INFER_RESPONSES,
 )
 @v2.post("/models/{name}/versions/{version}/infer", summary="Inference on one version",
-         openapi_extra=INFER_BODY)  # fmt: skip
+         openapi_extra=INFER_BODY, responses=INFER_RESPONSES)  # fmt: skip
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
     """Registry → body → tensors → the kind (limits, model, labels) → output tensors."""
     served = served_model(request, name, version)
@@ -193,7 +328,9 @@ def one_input(kind: Kind, tensors: list[Tensor]) -> Tensor:
     tensor = tensors[0]
     spec = next((spec for spec in specs if spec.name == tensor.name), None)
     if spec is None:
-        raise TensorError(f"model '{kind.name}' has no input '{tensor.name[:40]}'; its inputs: {names}")
+        raise TensorError(
+            f"model '{kind.name}' has no input '{tensor.name[:40]}'; its inputs: {names}"
+        )
     if tensor.datatype not in (spec.datatype, *spec.accepts):
         raise TensorError(
             f"input '{spec.name}' must be {spec.datatype}, got {tensor.datatype[:20]}"
