@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from service.api.admin import admin
 from service.api.modeldocs import document_limits, model_paths
 from service.api.operations import operations
-from service.api.rest import rest
+from service.api.rest import PredictLane, rest
 from service.api.v2 import V2Error, document_infer, v2, v2_error
 from service.content_type import RequireJson
 from service.kinds.base import Limits
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(VersionNotServed, version_not_served)
     app.add_exception_handler(V2Error, v2_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_middleware(PredictLane)  # innermost: the short way to a 200 (service.api.rest)
     app.add_middleware(RequireJson)
     app.add_middleware(RequestContext, metrics=app.state.metrics, access_log=settings.access_log)
     app.openapi = lambda: openapi_with_models(app, FastAPI.openapi.__get__(app))  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import math
 
 import httpx
@@ -357,7 +358,12 @@ def test_request_id_is_echoed_when_given_and_made_when_not(api):
 
 def test_each_request_logs_one_structured_line(api, server):
     api.get("/healthz", headers={"x-request-id": "log-line-check"})
-    lines = [json.loads(line) for line in server.log().splitlines() if "log-line-check" in line]
+    # The line is written once the answer has gone out: give the server a moment to write it.
+    for _ in range(40):
+        lines = [json.loads(line) for line in server.log().splitlines() if "log-line-check" in line]
+        if lines:
+            break
+        time.sleep(0.05)
     assert len(lines) == 1
     assert {"method": "GET", "path": "/healthz", "status": 200}.items() <= lines[0].items()
     assert lines[0]["latency_ms"] >= 0

@@ -6,16 +6,25 @@ One path for every request, top to bottom in ``answer``: the registry hands over
 kind checks the limits, then preprocesses, predicts and postprocesses (inline or in the thread
 pool, by cost), and the answer is rendered. A limit broken is a 422 naming the field, like a
 schema error.
+
+``PredictLane`` walks that same path for a well-formed request without FastAPI's routing and
+body machinery, which cost more CPU than the model (measured: bench/RESULTS.md): it reads the
+body with the model's own pydantic schema, and hands anything it cannot answer at once (a
+schema error, a broken limit, an unknown model or version) to the routes below, byte for byte
+as they would have been. So the routes are the contract and the renderer of every error; the
+lane is only the short way to a 200.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.book import (
     BOOK_MODELS,
@@ -29,7 +38,7 @@ from service.api.book import (
 from service.api.offload import run_sized
 from service.api.schemas import Answer, ErrorResponse, ValidationErrorResponse
 from service.kinds.base import InputProblems, ModelRef
-from service.registry import ModelUnavailable, ServedModel
+from service.registry import ModelUnavailable, Registry, ServedModel, VersionNotServed
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid UTF-8 or cannot be read."},
@@ -45,18 +54,27 @@ rest = APIRouter(tags=["predict"], responses=PREDICT_ERRORS)
 
 async def answer(request: Request, served: ServedModel, body: Any) -> Response:
     """The whole path of a predict request, once the body is parsed and the version chosen."""
-    state = request.app.state
-    kind = served.kind
     try:
-        items, cost = kind.check(body, state.limits)
+        cost = admitted(request.app.state, served, body)
     except InputProblems as error:
         raise RequestValidationError(
             [{"loc": ("body", *p.loc), "msg": p.msg, "type": p.type} for p in error.problems]
         ) from None
+    return Response(await predictions(served, body, cost), media_type="application/json")
+
+
+def admitted(state: Any, served: ServedModel, body: Any) -> int:
+    """The kind's limits (``InputProblems`` if broken), then the request is counted; its cost."""
+    items, cost = served.kind.check(body, state.limits)
     state.metrics.record_batch(served.name, served.version, items)
-    predictions = await run_sized(partial(kind.answer, body), cost)
-    reply = Answer(model=ModelRef(name=served.name, version=served.version), predictions=predictions)
-    return Response(reply.model_dump_json(exclude_none=True), media_type="application/json")
+    return cost
+
+
+async def predictions(served: ServedModel, body: Any, cost: int) -> bytes:
+    """preprocess → predict → postprocess, inline or in the thread pool, rendered as JSON."""
+    answers = await run_sized(partial(served.kind.answer, body), cost)
+    reply = Answer(model=ModelRef(name=served.name, version=served.version), predictions=answers)
+    return reply.model_dump_json(exclude_none=True).encode()
 
 
 # Predict routes take the ``Request`` and read ``app.state`` themselves rather than through
@@ -68,26 +86,26 @@ async def answer(request: Request, served: ServedModel, body: Any) -> Response:
            summary="Sentiment of movie reviews")  # fmt: skip
 async def predict_imdb(body: ImdbRequest, request: Request) -> Response:
     """Probability that each review is positive (IMDB network, 10,000-word multi-hot input)."""
-    return await answer(request, book_model(request, "imdb", body.version), body)
+    return await answer(request, book_model(request.app.state.registry, "imdb", body.version), body)
 
 
 @rest.post("/reuters/predict", response_model=ReutersResponse, response_model_exclude_none=True,
            summary="Topics of newswires")  # fmt: skip
 async def predict_reuters(body: ReutersRequest, request: Request) -> Response:
     """The 46 topic probabilities of each newswire, its topic, and the ``top_k`` best topics."""
-    return await answer(request, book_model(request, "reuters", body.version), body)
+    return await answer(request, book_model(request.app.state.registry, "reuters", body.version), body)
 
 
 @rest.post("/boston/predict", response_model=BostonResponse, response_model_exclude_none=True,
            summary="Median home values")  # fmt: skip
 async def predict_boston(body: BostonRequest, request: Request) -> Response:
     """Median home value of each district from its 13 raw features (normalized inside the model)."""
-    return await answer(request, book_model(request, "boston", body.version), body)
+    return await answer(request, book_model(request.app.state.registry, "boston", body.version), body)
 
 
-def book_model(request: Request, name: str, version: str | None) -> ServedModel:
+def book_model(registry: Registry, name: str, version: str | None) -> ServedModel:
     """The version a book endpoint asked for, if its folder still holds the model it expects."""
-    served: ServedModel = request.app.state.registry.get(name, version)
+    served = registry.get(name, version)
     book, kind = BOOK_MODELS[name], served.kind
     if (kind.kind, kind.output_width, tuple(getattr(kind, "feature_names", book.features))) != (
         book.kind, book.outputs, book.features,
@@ -130,3 +148,87 @@ def parsed(model: type[BaseModel], raw: bytes) -> BaseModel:
         raise RequestValidationError(
             [{**issue, "loc": ("body", *issue["loc"])} for issue in error.errors()]
         ) from None
+
+
+BOOK_REQUESTS: dict[str, type[BaseModel]] = {
+    "imdb": ImdbRequest, "reuters": ReutersRequest, "boston": BostonRequest,
+}  # fmt: skip
+"""The book paths' own request schemas: the lane reads their bodies as their routes do."""
+
+
+@dataclass(frozen=True)
+class RouteLabel:
+    """What the access log and ``http_requests_total`` name a request's route by."""
+
+    path: str
+
+
+BOOK_ROUTES = {name: RouteLabel(f"/{name}/predict") for name in BOOK_REQUESTS}
+GENERIC_ROUTE = RouteLabel("/{name}/predict")
+
+
+class PredictLane:
+    """Plain ASGI in front of the routes: answers a well-formed ``POST /NAME/predict`` itself.
+
+    It tries, in order: the model's request schema on the raw body (pydantic's JSON parser), the
+    version, the book endpoint's expectations, the kind's limits. Anything that fails there
+    goes to the routes with the body replayed, so every error answer is the routes' own.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if scope.get("method") != "POST" or not path.endswith("/predict") or path.count("/") != 2:
+            await self.app(scope, receive, send)
+            return
+        messages = [await receive()]
+        while messages[-1].get("more_body", False):
+            messages.append(await receive())
+        raw = b"".join(message.get("body", b"") for message in messages)
+        ready = self.ready(scope, path[1 : -len("/predict")], raw)
+        if ready is None:
+            await self.app(scope, _replaying(messages, receive), send)
+            return
+        served, body, cost = ready
+        payload = await predictions(served, body, cost)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json"),
+        ]})  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})
+
+    @staticmethod
+    def ready(scope: Scope, name: str, raw: bytes) -> tuple[ServedModel, BaseModel, int] | None:
+        """The version, parsed body and cost of a request the lane can answer, else None."""
+        state = scope["app"].state
+        registry: Registry = state.registry
+        versions = registry.models.get(name)
+        if not versions:
+            return None
+        try:
+            if name in BOOK_REQUESTS:
+                body = BOOK_REQUESTS[name].model_validate_json(raw)
+                served = book_model(registry, name, body.version)  # type: ignore[attr-defined]
+            else:
+                served = versions[max(versions)]
+                body = served.kind.request_model.model_validate_json(raw)
+                if body.version is not None:  # type: ignore[attr-defined]
+                    served = registry.get(name, body.version)  # type: ignore[attr-defined]
+                    if not isinstance(body, served.kind.request_model):
+                        return None
+            cost = admitted(state, served, body)
+        except (ValidationError, InputProblems, LookupError, ModelUnavailable, VersionNotServed):
+            return None
+        scope["route"] = BOOK_ROUTES.get(name, GENERIC_ROUTE)
+        return served, body, cost
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read again, then the real one's messages."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
