@@ -27,9 +27,11 @@ from service.kinds.base import Limits
 from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.middleware import RequestContext
+from service.poll import Poller
 from service.registry import ModelUnavailable, Registry, UnknownModel, VersionNotServed
-from service.reload import Poller, Reloader, WorkerGroup
+from service.reload import Reloader
 from service.settings import RequireModels, Settings
+from service.workers import WorkerGroup
 
 logger = logging.getLogger("service.app")
 

@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 from service.api.book import SAMPLE_REVIEW
+from service.poll import DiskScan, scan_disk, what_changed
 from service.registry import Registry, ServedModel
-from service.reload import DiskScan, WorkerGroup, WorkersDidNotApply, scan_disk, what_changed
+from service.workers import WorkerGroup, WorkersDidNotApply
 from tests.derived import derive_version, flip_sentiment
 from tests.serverproc import REPO, Server, running_server
 
