@@ -259,6 +259,11 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                # The same event loop as ours (EVENT_LOOP's default): the probe measures what our
+                # layers add on the same stack. uvicorn's own default, uvloop, starves some
+                # connections after a load run (see README, "Operating it").
+                "--loop",
+                "asyncio",
                 *(["--workers", str(workers["limit"])] if workers["limit"] > 1 else []),
             ],
             cwd=BENCH_DIR / "peers",
@@ -269,8 +274,8 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
             predictions=lambda body: body["predictions"],
             venv=None,
             note="ours' venv: a bare ASGI callable under uvicorn, the same tokenization and "
-            "NumPy forward pass, no framework, validation, metrics or logs; "
-            "IMDB single reviews only",
+            "NumPy forward pass, no framework, validation, metrics or logs; the asyncio loop, "
+            "as ours; IMDB single reviews only",
             workers=workers["limit"],
             models=("imdb",),
             batch=False,
