@@ -6,16 +6,14 @@ never buffers the response body.
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import AccessLog
 from service.metrics import Metrics
-
-logger = logging.getLogger("service.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 """Request ids we echo: short and printable, so a client cannot inject text into our logs."""
@@ -24,7 +22,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 class RequestContext:
     """Give every request an id (``X-Request-ID`` honoured and echoed), time it, log and count it."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog | None) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
@@ -53,16 +51,9 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
             self.metrics.record_request(method, route, status, elapsed)
-            if self.access_log:
-                logger.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "latency_ms": round(elapsed * 1000, 3),
-                        "request_id": request_id,
-                    },
+            if self.access_log is not None:
+                self.access_log.request(
+                    method, scope["path"], status, round(elapsed * 1000, 3), request_id
                 )
 
 
