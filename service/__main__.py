@@ -15,6 +15,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Any  # noqa: E402
@@ -82,11 +83,22 @@ def serve_workers(workers: int, common: dict[str, Any]) -> int:
         os.environ[RUN_DIR] = run_dir
         os.environ[SUPERVISOR] = str(os.getpid())
         config = uvicorn.Config("service.app:create_app", factory=True, workers=workers, **common)
-        supervisor = Supervisor(config, sockets=[config.bind_socket()])
+        supervisor = Supervisor(config, sockets=[listening_socket(config)])
         supervisor.run()
         return STARTUP_FAILURE if supervisor.failed_to_start else 0
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def listening_socket(config: uvicorn.Config) -> socket.socket:
+    """uvicorn's shared socket for the workers, with TCP_NODELAY, which Linux gives every
+    connection accepted from it. asyncio sets it only on sockets whose ``proto`` is TCP, and
+    ``bind_socket`` makes one with proto 0: without this each answer's body waited for the
+    client's delayed ACK (p50 44 ms at 16 connections with 2 workers, measured)."""
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _env_value(value: object) -> str:

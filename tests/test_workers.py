@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -391,3 +392,17 @@ def test_no_request_fails_during_a_group_reload_under_load(tmp_path, models, imd
     assert failures == []
     assert len(report["workers"]) == 2 and answered.keys() == {"1", "2"}
     print(f"under load: {dict(answered)} answers by version, none failed")
+
+
+def test_two_workers_answer_a_keep_alive_client_without_a_delayed_ack_stall(tmp_path):
+    """The workers' shared socket has TCP_NODELAY (asyncio would not set it on uvicorn's socket):
+    without it each answer's body waited for the client's delayed ACK, about 40 ms."""
+    with running_server(tmp_path / "server.log", env={"WORKERS": "2"}) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:  # one keep-alive connection
+            client.post("/imdb/predict", json={"text": "warm up"})
+            durations = []
+            for _ in range(30):
+                started = time.perf_counter()
+                assert client.post("/imdb/predict", json={"text": "A fine film."}).status_code == 200
+                durations.append(time.perf_counter() - started)
+    assert statistics.median(durations) < 0.02, sorted(durations)
