@@ -51,6 +51,17 @@ def artifacts(models_dir: Path) -> dict[str, Path]:
     return {name: max(version_folders(models_dir / name).items())[1] for name in BOOK_MODELS}
 
 
+@pytest.fixture
+def models(tmp_path: Path, artifacts: dict[str, Path]) -> Path:
+    """A writable copy of the models folder, version 1 of each book model (tests add versions)."""
+    import shutil
+
+    folder = tmp_path / "models"
+    for name, artifact in artifacts.items():
+        shutil.copytree(artifact, folder / name / "1")
+    return folder
+
+
 def _pin_keras_backend() -> None:
     """One Keras backend for the whole test process, whatever order the tests run in.
 

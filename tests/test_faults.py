@@ -133,9 +133,17 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tmp_path, models_
         caller.start()
     time.sleep(0.5)  # all four are sent and being served (each batch takes ~0.5 s here)
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
-    with pytest.raises(httpx.ConnectError):  # draining: no new connection is accepted...
-        httpx.get(server.url + "/healthz", timeout=2)
+    # Draining: new connections are refused as soon as the server has taken the ones already in
+    # the kernel's queue (service/server.py); one that slips in before that is still answered.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(server.url + "/healthz", timeout=2)
+        except httpx.ConnectError:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("new connections were still accepted 5 s after SIGTERM")
     assert len(results) < len(callers)  # ...while the earlier requests are still being served
     for caller in callers:
         caller.join(60)

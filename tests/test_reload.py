@@ -28,15 +28,6 @@ REVIEWS = [
 ]
 
 
-@pytest.fixture
-def models(tmp_path: Path, artifacts: dict[str, Path]) -> Path:
-    """A models folder with version 1 of each model, in the versioned layout."""
-    folder = tmp_path / "models"
-    for name, artifact in artifacts.items():
-        shutil.copytree(artifact, folder / name / "1")
-    return folder
-
-
 def publish(staged: Path, target: Path) -> None:
     """Copy a version in as a deployment would: under a dot-name, then one rename."""
     partial = target.with_name(f".{target.name}.partial")

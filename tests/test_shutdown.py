@@ -185,14 +185,6 @@ def test_shutdown_delay_keeps_serving_while_readyz_says_503(tmp_path):
         server.stop()
 
 
-@pytest.fixture
-def models(tmp_path: Path, artifacts: dict[str, Path]) -> Path:
-    folder = tmp_path / "models"
-    for name, artifact in artifacts.items():
-        shutil.copytree(artifact, folder / name / "1")
-    return folder
-
-
 def test_sighup_to_the_supervisor_reloads_every_worker_in_place(tmp_path, models, artifacts):
     staged = derive_version(artifacts["imdb"], tmp_path / "imdb-2", "2", flip_sentiment)
     server = start(tmp_path, 2, MODELS_DIR=str(models))

@@ -47,14 +47,6 @@ def imdb_2(tmp_path_factory, artifacts: dict[str, Path]) -> Path:
     )
 
 
-@pytest.fixture
-def models(tmp_path: Path, artifacts: dict[str, Path]) -> Path:
-    folder = tmp_path / "models"
-    for name, artifact in artifacts.items():
-        shutil.copytree(artifact, folder / name / "1")
-    return folder
-
-
 def publish(staged: Path, target: Path, truncate: bool = False) -> None:
     """Copy a version in as a deployment would: under a dot-name, then one rename; or, with
     ``truncate``, as a careless copy caught halfway: ``model.keras`` cut short."""
