@@ -61,6 +61,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         generation = reloader.generation()  # read before the scan, as a reload does
         registry = Registry.load(settings.models_dir, expected=settings.expected_models)
+        while reloader.generation() != generation:  # a reload was asked for while we loaded:
+            generation = reloader.generation()  # serve nothing older than the other workers
+            registry = Registry.load(settings.models_dir, registry, settings.expected_models)
         app.state.metrics.record_registry(registry)
         required = settings.require_models
         if (required is RequireModels.all and not registry.ready) or (

@@ -29,6 +29,7 @@ from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from service.server import DrainingServer, exit_zero
+from service.workers import WorkerGroup
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -110,6 +111,9 @@ class Supervisor(Multiprocess):
         if self.should_exit.is_set():
             return
         logger.info("Received SIGHUP, forwarding it to the workers: each reloads its models.")
+        group = WorkerGroup.from_environment()
+        if group is not None:  # a worker still loading sees it, and loads again before serving
+            group.next_generation()
         for process in self.processes:
             if process.pid is not None and process.exitcode is None:
                 try:

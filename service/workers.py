@@ -128,12 +128,25 @@ class WorkerGroup:
         except ProcessLookupError:
             raise SupervisorGone(f"the supervisor (pid {self.supervisor}) is gone") from None
 
+    def worker_pids(self) -> set[int]:
+        """The supervisor's worker processes, started or still starting (a starting worker has
+        no state yet, and must not be forgotten by a reload asked for meanwhile). Read from
+        ``/proc``; empty where there is none, and then the state files alone count."""
+        try:
+            children = Path(f"/proc/{self.supervisor}/task/{self.supervisor}/children").read_text()
+        except OSError:
+            return set()
+        return {int(pid) for pid in children.split() if _is_spawned_worker(int(pid))}
+
     async def applied(self, generation: int, timeout: float) -> dict[int, WorkerState]:
         """Every live worker's state once all show ``generation``, or ``WorkersDidNotApply``."""
         deadline = time.monotonic() + timeout
         while True:
             states = self.live_states()
-            behind = sorted(pid for pid, state in states.items() if state.generation < generation)
+            expected = set(states) | {pid for pid in self.worker_pids() if is_alive(pid)}
+            behind = sorted(
+                pid for pid in expected if pid not in states or states[pid].generation < generation
+            )
             if states and not behind:
                 return states
             if time.monotonic() >= deadline:
@@ -161,3 +174,12 @@ def is_alive(pid: int) -> bool:
     except OSError:
         return True  # no /proc here: trust the signal
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _is_spawned_worker(pid: int) -> bool:
+    """A worker started by multiprocessing's spawn (not its resource tracker, also a child)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"spawn_main" in command and b"resource_tracker" not in command
