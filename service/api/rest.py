@@ -38,7 +38,13 @@ from service.api.book import (
 from service.api.offload import run_sized
 from service.api.schemas import Answer, ErrorResponse, ValidationErrorResponse
 from service.kinds.base import InputProblems, ModelRef
-from service.registry import ModelUnavailable, Registry, ServedModel, VersionNotServed
+from service.registry import (
+    ModelUnavailable,
+    Registry,
+    ServedModel,
+    UnknownModel,
+    VersionNotServed,
+)
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid UTF-8 or cannot be read."},
@@ -129,25 +135,28 @@ async def predict(name: str, request: Request) -> Response:
     """Text classifiers take ``text``, ``texts`` or ``sequences``; table regressors take
     ``features``, ``instances`` or ``records``. The body is read by the model's own request
     schema, typed from its card (labels, feature names)."""
-    registry = request.app.state.registry
-    served: ServedModel = registry.get(name)
-    raw = await request.body()
-    body = parsed(served.kind.request_model, raw)
-    if body.version is not None:  # type: ignore[attr-defined]
-        served = registry.get(name, body.version)  # type: ignore[attr-defined]
-        if not isinstance(body, served.kind.request_model):
-            body = parsed(served.kind.request_model, raw)
-    return await answer(request, served, body)
-
-
-def parsed(model: type[BaseModel], raw: bytes) -> BaseModel:
-    """The body read by ``model``; its errors as the 422 every schema error gets."""
     try:
-        return model.model_validate_json(raw)
-    except ValidationError as error:
+        served, body = resolved(request.app.state.registry, name, await request.body())
+    except ValidationError as error:  # as the 422 every schema error gets
         raise RequestValidationError(
             [{**issue, "loc": ("body", *issue["loc"])} for issue in error.errors()]
         ) from None
+    return await answer(request, served, body)
+
+
+def resolved(registry: Registry, name: str, raw: bytes) -> tuple[ServedModel, BaseModel]:
+    """The version a predict request asks for, and its body read by that version's schema (a
+    book path's: its own). Raises what the registry and pydantic raise."""
+    if name in BOOK_REQUESTS:
+        book_body = BOOK_REQUESTS[name].model_validate_json(raw)
+        return book_model(registry, name, book_body.version), book_body  # type: ignore[attr-defined]
+    served = registry.get(name)
+    body = served.kind.request_model.model_validate_json(raw)
+    if body.version is not None:  # type: ignore[attr-defined]
+        served = registry.get(name, body.version)  # type: ignore[attr-defined]
+        if not isinstance(body, served.kind.request_model):  # that version's labels or features
+            body = served.kind.request_model.model_validate_json(raw)
+    return served, body
 
 
 BOOK_REQUESTS: dict[str, type[BaseModel]] = {
@@ -202,23 +211,10 @@ class PredictLane:
     def ready(scope: Scope, name: str, raw: bytes) -> tuple[ServedModel, BaseModel, int] | None:
         """The version, parsed body and cost of a request the lane can answer, else None."""
         state = scope["app"].state
-        registry: Registry = state.registry
-        versions = registry.models.get(name)
-        if not versions:
-            return None
         try:
-            if name in BOOK_REQUESTS:
-                body = BOOK_REQUESTS[name].model_validate_json(raw)
-                served = book_model(registry, name, body.version)  # type: ignore[attr-defined]
-            else:
-                served = versions[max(versions)]
-                body = served.kind.request_model.model_validate_json(raw)
-                if body.version is not None:  # type: ignore[attr-defined]
-                    served = registry.get(name, body.version)  # type: ignore[attr-defined]
-                    if not isinstance(body, served.kind.request_model):
-                        return None
+            served, body = resolved(state.registry, name, raw)
             cost = admitted(state, served, body)
-        except (ValidationError, InputProblems, LookupError, ModelUnavailable, VersionNotServed):
+        except (ValidationError, InputProblems, UnknownModel, ModelUnavailable, VersionNotServed):
             return None
         scope["route"] = BOOK_ROUTES.get(name, GENERIC_ROUTE)
         return served, body, cost
