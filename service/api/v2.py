@@ -35,6 +35,7 @@ from service.kinds.base import (
     Limits,
     Problem,
     TensorSpec,
+    text_cost,
 )
 from service.registry import (
     ModelUnavailable,
@@ -303,7 +304,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         raise V2Error(400, "; ".join(map(_rendered, error.problems))) from None
     state.metrics.record_batch(served.name, served.version, len(batch))
     characters = sum(len(item) for item in batch) if given.datatype == "BYTES" else 0
-    cost = max(len(batch), characters // 2_500)
+    cost = text_cost(len(batch), characters)
     outputs = await run_sized(partial(kind.v2_answer, given.name, batch), cost)
     reply: dict[str, Any] = {"model_name": name, "model_version": served.version}
     if body.id is not None:

@@ -125,6 +125,11 @@ class Limits:
             return Problem(loc, f"at most {self.max_batch_size} items allowed, got {size}", "too_long")
         return None
 
+    def batches(self, body: Any, forms: Sequence[str]) -> list[Problem | None]:
+        """``batch`` for each batch form the request uses."""
+        return [self.batch((form,), len(getattr(body, form))) for form in forms
+                if getattr(body, form) is not None]  # fmt: skip
+
     def text(self, loc: Loc, text: str) -> Problem | None:
         if len(text) > self.max_text_chars:
             return Problem(
@@ -139,6 +144,12 @@ class Limits:
                 loc, f"at most {self.max_text_chars} word ids allowed, got {length}", "too_long"
             )
         return None
+
+
+def text_cost(items: int, characters: int) -> int:
+    """A batch of texts' cost in short items, which ``service.api.offload`` weighs: one per item,
+    or one per 2,500 characters (word ids) when the texts are long."""
+    return max(items, characters // 2_500)
 
 
 def raise_problems(problems: Sequence[Problem | None], most: int = 10) -> None:

@@ -190,8 +190,7 @@ class TableRegressor(Kind):
         ]
 
     def check(self, body: TableRequest, limits: Limits) -> tuple[int, int]:
-        raise_problems([limits.batch((form,), len(getattr(body, form))) for form in ("instances", "records")
-                        if getattr(body, form) is not None])  # fmt: skip
+        raise_problems(limits.batches(body, ("instances", "records")))
         size = 1 if body.features is not None else len(body.instances or body.records)  # type: ignore[attr-defined]
         return size, size * (len(self.feature_names) + 1 if body.explain else 1)
 

@@ -33,6 +33,7 @@ from service.kinds.base import (
     exactly_one_of,
     integral_float_to_int,
     raise_problems,
+    text_cost,
     with_examples,
 )
 from service.tensors import Tensor
@@ -214,8 +215,8 @@ class TextClassifier(Kind):
         """Labels, once: the threshold for two labels, the ranking for more."""
         if self.binary:
             return [
-                BinaryPrediction(label=self.labels[p >= THRESHOLD], probability=p)
-                for p in scores[:, 0].tolist()
+                BinaryPrediction(label=label, probability=p)
+                for label, p in zip(self.labels_of(scores), scores[:, 0].tolist())
             ]
         labels = self.labels
         best_first = np.argsort(-scores, axis=1, kind="stable")[:, : top_k or 1]
@@ -228,14 +229,14 @@ class TextClassifier(Kind):
         return predictions
 
     def labels_of(self, scores: np.ndarray) -> list[str]:
+        """Each row's label: the threshold for two labels, the best score for more (the first
+        best on a tie, as ``postprocess``' stable ranking)."""
         if self.binary:
             return [self.labels[p >= THRESHOLD] for p in scores[:, 0].tolist()]
         return [self.labels[i] for i in np.argmax(scores, axis=1).tolist()]
 
     def check(self, body: TextRequest, limits: Limits) -> tuple[int, int]:
-        problems = [limits.batch((form,), len(getattr(body, form))) for form in ("texts", "sequences")
-                    if getattr(body, form) is not None]  # fmt: skip
-        raise_problems(problems)
+        raise_problems(limits.batches(body, ("texts", "sequences")))
         if body.text is not None:
             problems = [limits.text(("text",), body.text)]
         else:
@@ -244,16 +245,16 @@ class TextClassifier(Kind):
                      for i, sequence in enumerate(body.sequences or [])]  # fmt: skip
         raise_problems(problems)
         items = body.items()
-        characters = sum(len(item) for item in items)
         # An explained input costs one extra row per distinct word: keep those off the loop.
-        return len(items), max(len(items), characters // 2_500) * (10 if body.explain else 1)
+        cost = text_cost(len(items), sum(len(item) for item in items))
+        return len(items), cost * (10 if body.explain else 1)
 
     def answer(self, body: TextRequest) -> list[BaseModel]:
         items = body.items()
         scores = self.predict(self.positions(items))
         predictions = self.postprocess(scores, getattr(body, "top_k", None))
         if body.explain:
-            for i, (item, prediction) in enumerate(zip(items, predictions)):
+            for item, prediction in zip(items, predictions):
                 column = 0 if self.binary else prediction.class_id  # type: ignore[attr-defined]
                 prediction.explanation = self.explain(item, partial(_column, column), body.explain_top)  # type: ignore[attr-defined]
         return predictions
