@@ -1,4 +1,7 @@
-"""The served network's forward pass, as NumPy on the weights Keras loaded.
+"""The Keras fallback engine: a network's forward pass as NumPy on the weights Keras loaded.
+
+Serving runs ``model.onnx`` on ONNX Runtime (``service.runtime``); this module serves a version
+folder that has no ONNX export yet, when Keras is installed (``pip install ".[keras]"``).
 
 Keras loads and checks the artifact (``safe_mode=True``); calling the Keras model then costs
 about 0.4 ms per call in layer bookkeeping, forty times the arithmetic of these small networks.
@@ -14,11 +17,13 @@ additions instead of a 10,000-row product, and no 40 MB matrix is built for a ba
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from service.runtime import Runtime, dense_rows
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -145,36 +150,44 @@ def keras_forward(model: Any) -> Forward:
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """How a loaded model runs: the NumPy path when the network is a plain stack, else Keras.
+class KerasRuntime(Runtime):
+    """The fallback engine for a version folder with no ``model.onnx``: Keras (numpy backend,
+    ``pip install ".[keras]"``) loads ``model.keras``, and the NumPy path runs it when the network
+    is a plain stack, else the Keras call.
 
-    ``reference`` is always the Keras model's own call: the registry checks the served path
-    against it at load time, and kinds never see which path they got.
+    ``reference`` is always the Keras model's own call: the kinds' load-time probe checks the
+    served path against it.
     """
 
     forward: Forward
-    reference: Forward
+    keras_call: Forward
     network: NumpyNetwork | None = None
+    inputs: tuple[str, ...] = ("input",)
+    model: Any = None
 
     @classmethod
-    def of(cls, model: Any) -> Runtime:
+    def of(cls, model: Any) -> KerasRuntime:
         reference = keras_forward(model)
-        network = numpy_network(model)
-        return cls(network or reference, reference, network)
+        network = numpy_network(model) if len(model.inputs) == 1 else None
+        names = tuple(getattr(i, "name", f"input_{n}") for n, i in enumerate(model.inputs))
+        return cls(network or reference, reference, network, names, model)
 
     @property
-    def description(self) -> str:
-        return "NumPy forward pass" if self.network is not None else "Keras call"
+    def description(self) -> str:  # type: ignore[override]
+        engine = "NumPy forward pass" if self.network is not None else "Keras call"
+        return f"{engine} (Keras fallback, no model.onnx)"
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """One forward pass over a batch of model inputs (rows of float32)."""
-        return self.forward(np.ascontiguousarray(x, dtype=np.float32))
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return self.keras_call(np.ascontiguousarray(x, dtype=np.float32))
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        if len(self.inputs) == 1:
+            return self.forward(np.ascontiguousarray(feeds[self.inputs[0]], dtype=np.float32))
+        named = {name: np.asarray(feeds[name]) for name in self.inputs}
+        return np.asarray(self.model(named, training=False))
 
     def from_positions(self, positions: Sequence[np.ndarray], width: int) -> np.ndarray:
         """One forward pass over multi-hot rows of ``width`` given by their 1-positions."""
         if self.network is not None and self.network.reads_positions:
             return self.network.from_positions(positions)
-        rows = np.zeros((len(positions), width), dtype=np.float32)
-        for row, hot in zip(rows, positions):
-            row[hot] = 1.0
-        return self(rows)
+        return self(dense_rows(positions, width))

@@ -6,7 +6,7 @@ Nothing here knows a model by name or a kind's internals.
 
 Loading follows KServe's split of ``load`` from ``predict``: everything that can fail (a missing
 folder, a file whose sha256 changed, a Lambda layer that safe mode refuses, a card the kind
-cannot serve, a fast path that disagrees with Keras) fails here, once, with the reason recorded.
+cannot serve, a ``model.onnx`` that disagrees with its card's reference rows) fails here, once, with the reason recorded.
 A broken model never takes the healthy ones down: it is listed as unavailable, its endpoint
 answers 503 with the reason, and ``/readyz`` says which one and why.
 """
@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from service.artifacts import (
     METADATA_FILE,
     MODEL_FILE,
@@ -32,18 +30,18 @@ from service.artifacts import (
     read_verified_metadata,
     version_folders,
 )
-from service.backend import load_keras
-from service.forward import Runtime
 from service.kinds import KINDS, Kind, kind_of
+from service.rollout import LABELS, ROLLOUT_FILE, Rollout, settle
+from service.runtime import (
+    ONNX_FILE,
+    PARITY_EPSILONS,
+    OnnxRuntime,
+    Runtime,
+    parity_gap,
+    reference_feeds,
+)
 
 logger = logging.getLogger("service.registry")
-
-PARITY_EPSILONS = 16
-"""How far the served path may differ from ``model(x)`` at load time, in float32 epsilons
-relative to the output's size (at least 1): sums of the same float32 numbers in another order
-(a gather-sum against a matrix product, one CPU's kernels against another's) differ by a few
-units in the last place, never by more. 16 × 1.19e-7 is 1.9e-6 on a probability and 3.8e-5 on
-a price near 20; a wrong weight or layer is off by orders of magnitude more."""
 
 
 class ModelUnavailable(Exception):
@@ -77,6 +75,17 @@ class VersionNotServed(Exception):
         self.failed = reason is not None
 
 
+class NoCanary(VersionNotServed):
+    """``"version": "canary"`` for a model whose rollout has no canary: 404, saying so."""
+
+    def __init__(self, name: str, rollout: Rollout) -> None:
+        Exception.__init__(
+            self, f"model '{name}' has no canary (its rollout: stable {rollout.stable}); "
+            f"name a version or 'stable'",
+        )  # fmt: skip
+        self.failed = False
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """One loaded, verified and warmed model version: its card and its kind, ready to answer."""
@@ -104,21 +113,44 @@ class Registry:
     models: dict[str, dict[int, ServedModel]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     names: tuple[str, ...] = ()
+    rollouts: dict[str, Rollout] = field(default_factory=dict)
+    """Each served model's rollout in force (``service.rollout``)."""
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
-        """The requested version, or the highest served one when ``version`` is None."""
+        """The requested version (a number, ``stable`` or ``canary``), or the rollout's stable
+        one (without a rollout: the highest served) when ``version`` is None."""
         versions = self.models.get(name)
         if not versions:
             if name not in self.names:
                 raise UnknownModel(name, self.names)
             raise ModelUnavailable(name, self.reason(name))
-        if version is None:
-            return versions[max(versions)]
+        if version is None or version in LABELS:
+            rollout = self.rollout(name)
+            version = rollout.label(version or "stable")
+            if version is None:
+                raise NoCanary(name, rollout)
         served = versions.get(int(version)) if is_version(version) else None
         if served is None:
             reason = self.failures.get(f"{name}/{version}")
             raise VersionNotServed(name, version, [str(v) for v in versions], reason)
         return served
+
+    def rollout(self, name: str) -> Rollout:
+        """The rollout in force for a served model (the highest version's when none was read)."""
+        return self.rollouts.get(name) or Rollout.of(None, self.models[name], "")
+
+    def route(self, name: str, key: str | None) -> ServedModel:
+        """The version for a request that names none: stable or, in its share, the canary."""
+        if not self.models.get(name):
+            return self.get(name)  # raises the reason
+        return self.models[name][int(self.rollout(name).choose(name, key))]
+
+    def shadow(self, served: ServedModel) -> ServedModel | None:
+        """The shadow version to run beside ``served``, when it is the stable one."""
+        rollout = self.rollouts.get(served.name)
+        if rollout is None or rollout.shadow is None or served.version != rollout.stable:
+            return None
+        return self.models.get(served.name, {}).get(int(rollout.shadow))
 
     def versions(self, name: str) -> list[ServedModel]:
         """The served versions of one model, lowest first."""
@@ -142,8 +174,8 @@ class Registry:
         return {name: "ready" if self.models.get(name) else self.reason(name) for name in self.names}
 
     def serving(self) -> dict[str, str]:
-        """The default (highest) version of each model with one, as the API names it."""
-        return {name: str(max(versions)) for name, versions in self.models.items() if versions}
+        """The default version of each model with one (its rollout's stable), as the API names it."""
+        return {name: self.rollout(name).stable for name, served in self.models.items() if served}
 
     @classmethod
     def load(
@@ -178,7 +210,16 @@ class Registry:
                     failures[f"{name}/{version}"] = _kept(str(error), version in before)
                     if version in before:
                         models[name][version] = before[version]
-        registry = cls({n: versions for n, versions in models.items() if versions}, failures, names)
+        rollouts: dict[str, Rollout] = {}
+        for name in names:  # after the versions: a rollout may only name served ones
+            before_rollout = previous.rollouts.get(name)
+            rollout, problem = settle(models_dir / name, models.get(name, {}), before_rollout)
+            if rollout is not None:
+                rollouts[name] = rollout
+            if problem is not None:
+                failures[f"{name}/{ROLLOUT_FILE}"] = problem
+        served = {n: versions for n, versions in models.items() if versions}
+        registry = cls(served, failures, names, rollouts)
         registry._log(previous)
         return registry
 
@@ -251,30 +292,74 @@ def load_model(folder: Path, name: str, version: str = "1", fingerprint: str = "
             f"{folder / METADATA_FILE} declares kind {kind_name!r}; this server serves "
             f"{', '.join(repr(k) for k in KINDS)}"
         )
-    keras = load_keras()
-    try:
-        model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a bad file
-        raise ArtifactError(f"{folder / MODEL_FILE} cannot be loaded safely: {error}") from None
-    kind = KINDS[kind_name].load(name, card, folder, Runtime.of(model))
+    kind = KINDS[kind_name].load(name, card, folder, open_runtime(folder, card))
     verify(kind, folder)
     return ServedModel(name=name, version=version, card=card, kind=kind, fingerprint=fingerprint)
 
 
+def open_runtime(folder: Path, card: dict[str, Any]) -> Runtime:
+    """The version's engine: an ONNX Runtime session on ``model.onnx`` that reproduces the card's
+    reference rows; without ``model.onnx``, the Keras fallback if Keras is installed; else
+    ``ArtifactError`` naming both fixes."""
+    path = folder / ONNX_FILE
+    if not path.exists():
+        return _keras_runtime(folder)
+    if ONNX_FILE not in card.get("files", {}) or not isinstance(card.get("onnx"), dict):
+        raise ArtifactError(
+            f"{path} is not recorded in its {METADATA_FILE} (no sha256 in 'files' or no 'onnx' "
+            f"section with reference rows): re-export it with `python -m training export-onnx {folder}`"
+        )
+    try:
+        runtime = OnnxRuntime(path)
+        feeds, expected = reference_feeds(card["onnx"])
+        served = runtime.run(feeds)
+    except Exception as error:  # ORT raises its own Fail/InvalidGraph...; a bad section KeyError...
+        raise ArtifactError(f"{path} cannot be run by ONNX Runtime on its card's reference rows: "
+                            f"{type(error).__name__}: {error}") from None  # fmt: skip
+    gap = parity_gap(expected, served)
+    if gap is not None:
+        raise ArtifactError(
+            f"{path} differs from the reference rows in its card by {gap:.3g}, more than float32 "
+            f"rounding explains ({PARITY_EPSILONS} epsilons relative): refusing it; re-export it "
+            f"with `python -m training export-onnx {folder}`"
+        )
+    return runtime
+
+
+def _keras_runtime(folder: Path) -> Runtime:
+    """A folder written before ONNX export: Keras (``pip install ".[keras]"``) loads its
+    ``model.keras`` in safe mode, or the reason it cannot and the two ways out."""
+    try:
+        from service.backend import load_keras
+        from service.forward import KerasRuntime
+
+        keras = load_keras()
+    except ImportError as error:
+        raise ArtifactError(
+            f"{folder} has no {ONNX_FILE}, and the Keras fallback that would load its "
+            f"{MODEL_FILE} is not installed ({error}): export it with `python -m training "
+            f'export-onnx {folder}`, or install the fallback with `pip install ".[keras]"`'
+        ) from None
+    try:
+        model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a bad file
+        raise ArtifactError(f"{folder / MODEL_FILE} cannot be loaded safely: {error}") from None
+    return KerasRuntime.of(model)
+
+
 def verify(kind: Kind, folder: Path) -> None:
-    """Run the kind's probe batch through the served path and through ``model(x)``: the output
-    width must be the card's and the two must agree to float32 precision."""
+    """Run the kind's probe batch through the served path and through the engine's plain call
+    (Keras' ``model(x)`` on the fallback): the output width must be the card's and the two must
+    agree to float32 precision."""
     expected, served = kind.probe()
     if expected.ndim != 2 or expected.shape[1] != kind.output_width:
         raise ArtifactError(
             f"{folder / MODEL_FILE} outputs shape {expected.shape[1:]}, but its card makes it a "
             f"{kind.kind} with ({kind.output_width},)"
         )
-    allowed = PARITY_EPSILONS * np.finfo(np.float32).eps * np.maximum(np.abs(expected), 1.0)
-    excess = np.abs(np.asarray(served, dtype=np.float64) - expected) - allowed
-    if np.max(excess) > 0:
-        gap = float(np.max(np.abs(served - expected)))
+    gap = parity_gap(expected, served)
+    if gap is not None:
         raise ArtifactError(
-            f"the served forward pass differs from Keras by {gap:.3g} on {kind.name}, more than "
-            f"float32 rounding explains ({PARITY_EPSILONS} epsilons relative)"
+            f"the served forward pass differs from {kind.runtime.description} by {gap:.3g} on "
+            f"{kind.name}, more than float32 rounding explains ({PARITY_EPSILONS} epsilons relative)"
         )

@@ -1,7 +1,8 @@
 """New model versions made from the committed ones, for version and hot-reload tests.
 
-A derived version is a real artifact: a Keras file saved by Keras, a model card with the sha256
-of each file, a version number that matches its folder. Its answers differ from version 1 in a
+A derived version is a real artifact: a Keras file saved by Keras, its ONNX export checked
+against it on the card's reference rows (``training.onnx``), a model card with the sha256 of each
+file, a version number that matches its folder. Its answers differ from version 1 in a
 known way, so a test can tell from any response which version computed it.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from service.artifacts import METADATA_FILE, MODEL_FILE, write_metadata
+from service.runtime import reference_feeds
+from training.onnx import write_onnx
 
 
 def derive_version(
@@ -35,6 +38,8 @@ def derive_version(
     model.save(staging / MODEL_FILE)
     metadata = json.loads((staging / METADATA_FILE).read_text())
     metadata = {k: v for k, v in metadata.items() if k != "files"} | {"version": version}
+    rows, _ = reference_feeds(metadata["onnx"])
+    metadata["onnx"] = write_onnx(staging, model, rows)
     write_metadata(staging, metadata)
     staging.rename(target)
     return target

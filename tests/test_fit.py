@@ -327,7 +327,8 @@ def test_a_write_that_fails_halfway_leaves_no_folder(tmp_path):
             raise OSError("No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        write_version(tmp_path / "models", "reviews", DiskFull(), {"kind": "text-classifier"})
+        write_version(tmp_path / "models", "reviews", DiskFull(), {"kind": "text-classifier"},
+                      rows=np.zeros((1, 10_000), np.float32))  # fmt: skip
     assert list((tmp_path / "models").iterdir()) == []
 
 
@@ -372,7 +373,7 @@ def test_a_text_card_says_kind_task_and_labels(text_models):
     assert card["kind"] == "text-classifier"
     assert card["task"] == "binary-classification"
     assert card["labels"] == ["negative", "positive"]
-    assert set(card["files"]) == {"model.keras", "word_index.json"}
+    assert set(card["files"]) == {"model.keras", "model.onnx", "word_index.json"}
 
 
 def test_a_text_card_describes_the_vocabulary_the_service_will_use(text_models):
@@ -485,7 +486,7 @@ def test_a_table_card_says_kind_features_and_target(table_model):
     assert card["evaluation"] == {"on": "test file", "file": "test.csv", "rows": 100}
     assert card["dataset"]["files"] == {"houses.ndjson": sha256_file(table_model["data"]),
                                         "test.csv": sha256_file(table_model["test"])}  # fmt: skip
-    assert set(card["files"]) == {"model.keras"}
+    assert set(card["files"]) == {"model.keras", "model.onnx"}
 
 
 def test_the_saved_table_model_normalizes_inside_and_reproduces_its_test_figures(table_model):

@@ -1,11 +1,12 @@
-"""The forward pass in NumPy (``service.forward``): the arithmetic the served networks run."""
+"""The Keras fallback's forward pass in NumPy (``service.forward``): the arithmetic a folder
+without ``model.onnx`` runs when Keras is installed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.forward import ACTIVATIONS, Dense, Normalize, NumpyNetwork, Runtime
+from service.forward import ACTIVATIONS, Dense, KerasRuntime, Normalize, NumpyNetwork
 
 
 @pytest.fixture
@@ -72,15 +73,15 @@ def test_the_runtime_builds_rows_when_its_network_cannot_read_positions(rng):
         calls.append(x.shape)
         return layer(x)
 
-    runtime = Runtime(keras_like, keras_like, network=None)
+    runtime = KerasRuntime(keras_like, keras_like, network=None)
     positions = [np.array([1, 5]), np.array([1, 2, 19])]
     np.testing.assert_array_equal(runtime.from_positions(positions, 20), layer(multi_hot(positions, 20)))
     assert calls == [(2, 20)]
-    assert runtime.description == "Keras call"
+    assert runtime.description == "Keras call (Keras fallback, no model.onnx)"
 
 
 def test_the_runtime_feeds_float32_rows_whatever_it_is_given(rng):
     seen: list[np.dtype] = []
-    runtime = Runtime(lambda x: seen.append(x.dtype) or x, lambda x: x)
+    runtime = KerasRuntime(lambda x: seen.append(x.dtype) or x, lambda x: x)
     runtime(np.array([[1, 2]], dtype=np.int64))
     assert seen == [np.float32]

@@ -3,7 +3,8 @@
 * raw text → service.vectorize gives exactly the Keras sequence, for every IMDB test review and
   every Reuters newswire;
 * the API's answers on raw text equal the offline Keras model's on the Keras sequences;
-* the committed models give the same outputs on the serving backend (numpy) as on TensorFlow.
+* the committed models give the same outputs on both serving engines (ONNX Runtime on
+  ``model.onnx``; the Keras fallback's numpy backend) as on TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from service.artifacts import MODEL_FILE, read_word_index
 from service.registry import PARITY_EPSILONS
+from service.runtime import ONNX_FILE, OnnxRuntime
 from service.vectorize import NUM_WORDS, WordIndex, multi_hot
 from tests.conftest import SHARED_DATA
 from training.datasets import DataSource, keras_sequences, load_boston, load_npz, load_reuters
@@ -121,8 +123,8 @@ np.savez(sys.argv[3], **outputs)
 """
 
 
-def test_tensorflow_and_serving_backend_give_the_same_outputs(imdb_test, reuters_test, keras_data,
-                                                              artifacts, tmp_path):
+def test_tensorflow_and_both_serving_engines_give_the_same_outputs(imdb_test, reuters_test, keras_data,
+                                                                  artifacts, tmp_path):
     import keras
 
     assert keras.backend.backend() == "tensorflow", "run the test suite with TensorFlow installed"
@@ -146,5 +148,7 @@ def test_tensorflow_and_serving_backend_give_the_same_outputs(imdb_test, reuters
         # registry's load-time bound (PARITY_EPSILONS relative, at least 1): 1.9e-6 on a
         # probability, 3.8e-5 on a price near 20 ($1000s, under a cent).
         allowed = PARITY_EPSILONS * np.finfo(np.float32).eps * np.maximum(np.abs(tensorflow_output), 1.0)
-        gap = np.abs(numpy_outputs[name].astype(np.float64) - tensorflow_output)
-        assert (gap <= allowed).all(), f"{name}: largest gap {gap.max():.3g}"
+        onnx_output = OnnxRuntime(artifacts[name] / ONNX_FILE)(x)
+        for engine, output in (("ONNX Runtime", onnx_output), ("numpy backend", numpy_outputs[name])):
+            gap = np.abs(output.astype(np.float64) - tensorflow_output)
+            assert (gap <= allowed).all(), f"{name} on {engine}: largest gap {gap.max():.3g}"

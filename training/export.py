@@ -4,6 +4,9 @@
 fitted on a user's own file (``training.fit``) both go through it, so both kinds of folder look
 the same to the service and both appear complete or not at all. Keras and TensorFlow are only
 imported to write, so ``fit`` can check a user's file first without them.
+
+Every folder gets ``model.onnx`` beside ``model.keras`` (``training.onnx``): the writer is given
+real input rows, checks ONNX Runtime against the model on them, and the card records the check.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from service.artifacts import MODEL_FILE, ArtifactError, is_version, version_folders, write_metadata
 from training.cards import Output
 from training.datasets import DataSource, Split
+from training.onnx import CHECK_ROWS, Rows, write_onnx
 from training.recipes import BOOK, Trained
 
 if TYPE_CHECKING:
@@ -50,9 +54,10 @@ def card_heading(output: Output, description: str) -> dict[str, Any]:
 
 def write_version(
     out: Path, name: str, model: keras.Model, card: dict[str, Any],
-    files: dict[str, str] | None = None, version: str | None = None,
+    files: dict[str, str] | None = None, version: str | None = None, *, rows: Rows,
 ) -> Path:  # fmt: skip
-    """Write ``out/name/<version>/``: the model, the ``files`` its card refers to, and the card.
+    """Write ``out/name/<version>/``: the model, its ONNX export checked on ``rows`` (real inputs,
+    e.g. the first test rows), the ``files`` its card refers to, and the card.
 
     The version defaults to the next one, so a new model never touches what a server is serving;
     an explicit version that exists is replaced. The folder appears complete or not at all: it
@@ -69,6 +74,7 @@ def write_version(
     staging.mkdir(parents=True)
     try:
         model.save(staging / MODEL_FILE)
+        card = {**card, "onnx": write_onnx(staging, model, rows)}
         for file_name, text in (files or {}).items():
             (staging / file_name).write_text(text, encoding="utf-8")
         write_metadata(staging, {"name": name, "version": version, **card})
@@ -88,7 +94,8 @@ def write_artifact(
 ) -> Path:  # fmt: skip
     """Write a book model's version folder, its card filled from its row of ``recipes.BOOK``."""
     recipe = BOOK[name]
-    output = recipe.output(source)
+    # A recipe whose vectorization is fitted in training (the TF-IDF bags) hands its own.
+    output = trained.extra.get("output") or recipe.output(source)
     card = {
         **card_heading(output, recipe.description),
         **output.card(trained.model, split.x_train, split.y_train),
@@ -101,4 +108,5 @@ def write_artifact(
         "metrics": {key: round(float(value), 6) for key, value in trained.metrics.items()},
         "book_metrics": recipe.book_metrics,
     }
-    return write_version(out, name, trained.model, card, output.files(), version)
+    rows = output.inputs(split.x_test[:CHECK_ROWS])
+    return write_version(out, name, trained.model, card, output.files(), version, rows=rows)

@@ -539,7 +539,8 @@ def fit(plan: Plan) -> Fitted:
         "metrics": metrics,
         "evaluation": plan.evaluation,
     }  # fmt: skip
-    folder = write_version(plan.out, plan.name, model, card, output.files())
+    folder = write_version(plan.out, plan.name, model, card, output.files(),
+                           rows=recipe.inputs(plan.test))
     return Fitted(folder, metrics, plan.evaluation, epochs, len(plan.train))
 
 
