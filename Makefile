@@ -1,6 +1,7 @@
 # The two commands of the README, for a fresh machine with Python 3.11+ and pip:
 #   make serve   set up .venv (serving dependencies) and serve models/ on http://127.0.0.1:8000
-#   make test    set up .venv (+ train and test extras, hadolint; docker-compose and wrk) and run pytest
+#   make test    set up .venv (+ train and test extras, hadolint; docker-compose, wrk, chromium,
+#                podman and its base image: deploy/podman-setup.sh) and run pytest
 # Both are idempotent: the install steps re-run only when pyproject.toml changes.
 #
 # Variables: PYTHON (the interpreter that creates .venv; default: the first of python3,
@@ -65,6 +66,9 @@ tools:
 			echo "note:$$missing not installed (and this is not root with apt-get): tests needing them will skip"; \
 		fi; \
 	fi
+	@# podman, runc, debootstrap and the stand-in base image for tests/test_container.py: each
+	@# step only when missing (the base image and podman's built layers stay between runs).
+	@bash deploy/podman-setup.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
