@@ -28,9 +28,11 @@ from service.logs import AccessLog
 from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.middleware import RequestContext
+from service.payloads import PayloadCapture, PayloadLog
 from service.poll import Poller
 from service.registry import ModelUnavailable, Registry, UnknownModel, VersionNotServed
 from service.reload import Reloader
+from service.rollout import ShadowRunner
 from service.settings import RequireModels, Settings
 from service.workers import WorkerGroup
 
@@ -79,10 +81,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await poller.stop()
+        await app.state.shadows.drain()
         reloader.uninstall_sighup()
         reloader.leave()
         if app.state.access_log is not None:
             app.state.access_log.flush()
+        if app.state.payload_log is not None:
+            app.state.payload_log.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -104,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = Registry()
     app.state.reloader = Reloader(app, WorkerGroup.from_environment())
     app.state.reload_tasks = set()
+    app.state.shadows = ShadowRunner(app.state.metrics, app.state.limits, settings.shadow_max_in_flight)
     app.state.draining = False  # set at SIGTERM: /readyz answers 503 while requests still run
     app.state.page = PAGE.read_bytes()
     app.include_router(rest)
@@ -119,6 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequireJson)
     app.state.access_log = AccessLog() if settings.access_log else None
     app.add_middleware(RequestContext, metrics=app.state.metrics, access_log=app.state.access_log)
+    app.state.payload_log = None
+    if settings.payload_log:  # outermost: sees every answer, with its request id
+        app.state.payload_log = PayloadLog(
+            settings.payload_log, settings.payload_log_sample, settings.payload_log_inputs
+        )
+        app.add_middleware(PayloadCapture, log=app.state.payload_log)
     app.openapi = lambda: openapi_with_models(app, FastAPI.openapi.__get__(app))  # type: ignore[method-assign]
     return app
 

@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.signals import SignalMetrics
+
 if TYPE_CHECKING:
     from service.registry import Registry
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+SHADOW_BUCKETS = (1e-6, 1e-4, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -82,10 +85,22 @@ class Metrics:
             "model_load_failures", "Model folders and versions that failed their last load.",
             registry=self.registry, multiprocess_mode="livemax",
         )  # fmt: skip
+        # Shadow traffic (service.rollout): how often the shadow version agrees with stable.
+        self.shadow_predictions = Counter(
+            "shadow_predictions_total", "Shadow predictions by outcome: 'agree' or 'disagree' "
+            "with stable (per item), 'error' or 'dropped' (per request).",
+            ["model", "stable", "shadow", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.shadow_difference = Histogram(
+            "shadow_absolute_difference", "Regressors: |stable - shadow| of each item's value.",
+            ["model", "stable", "shadow"], buckets=SHADOW_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         self.reloads = Counter(
             "model_reloads_total", "Hot reloads by outcome: 'ok', or 'failed' (a version did not load).",
             ["outcome"], registry=self.registry,
         )  # fmt: skip
+        self.signals = SignalMetrics(self.registry)
+        """What the models see and answer, per model version (``service.signals``)."""
 
     def exposed(self) -> CollectorRegistry:
         """The registry a scrape renders: this app's own, or, with several workers, a fresh one
@@ -110,6 +125,23 @@ class Metrics:
         ))  # fmt: skip
         predictions.inc(size)
         batch_size.observe(size)
+
+    def record_shadow(
+        self, model: str, stable: str, shadow: str, outcome: str, count: int = 1
+    ) -> None:
+        if count:
+            counter, _ = self._child(("shadow", model, stable, shadow, outcome), lambda: (
+                self.shadow_predictions.labels(model, stable, shadow, outcome), None,
+            ))  # fmt: skip
+            counter.inc(count)
+
+    def record_shadow_difference(
+        self, model: str, stable: str, shadow: str, difference: float
+    ) -> None:
+        histogram, _ = self._child(("shadow-difference", model, stable, shadow), lambda: (
+            self.shadow_difference.labels(model, stable, shadow), None,
+        ))  # fmt: skip
+        histogram.observe(difference)
 
     def _child(self, key: tuple[Any, ...], make: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
         """The labelled series of one key, looked up once: ``labels()`` takes a lock and builds

@@ -9,7 +9,7 @@ import contextlib
 import fcntl
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from service.artifacts import ArtifactError, artifact_fingerprint, model_folders, version_folders
 from service.registry import Registry
 from service.reload import Reloader
+from service.rollout import ROLLOUT_FILE, file_digest
 from service.workers import SupervisorGone, WorkersDidNotApply
 
 logger = logging.getLogger("service.poll")
@@ -35,13 +36,16 @@ class DiskScan:
 
     models: dict[str, dict[int, str] | None]  # name → version → sha256 of metadata.json
     signatures: dict[str, Signature]  # "name" and "name/version" → the folder's entries
+    rollouts: dict[str, str] = field(default_factory=dict)  # name → rollout.json's sha256 ("": none)
 
 
 def scan_disk(models_dir: Path) -> DiskScan:
     models: dict[str, dict[int, str] | None] = {}
     signatures: dict[str, Signature] = {}
+    rollouts: dict[str, str] = {}
     for name in model_folders(models_dir):
         signatures[name] = folder_signature(models_dir / name)
+        rollouts[name] = file_digest(models_dir / name / ROLLOUT_FILE)
         try:
             folders = version_folders(models_dir / name)
             models[name] = {version: _fingerprint(folder) for version, folder in folders.items()}
@@ -50,7 +54,7 @@ def scan_disk(models_dir: Path) -> DiskScan:
             continue
         for version, folder in folders.items():
             signatures[f"{name}/{version}"] = folder_signature(folder)
-    return DiskScan(models, signatures)
+    return DiskScan(models, signatures, rollouts)
 
 
 def _fingerprint(folder: Path) -> str:
@@ -73,14 +77,15 @@ def what_changed(
 ) -> str | None:
     """Why a reload is due, or None when the disk matches what is served and failed.
 
-    New, changed (their metadata.json's sha256) and removed versions are due. A version or model
+    New, changed (their metadata.json's sha256) and removed versions are due, and so is a
+    ``rollout.json`` whose sha256 differs from the one last read (valid or not). A version or model
     folder that failed is retried once its files changed since the last scan, not every scan:
     a half-copied folder loads once the copy completes, a broken one is not reloaded forever."""
     if set(registry.names) != {*expected, *disk.models}:
         return "model folders added or removed"
     for key in registry.failures:
         name, _, version = key.partition("/")
-        if name not in disk.models:
+        if name not in disk.models or version == ROLLOUT_FILE:  # rollouts: compared below
             continue  # a model folder still missing
         if version and disk.models[name] is not None and key not in disk.signatures:
             return f"{key} failed and was removed"
@@ -91,6 +96,9 @@ def what_changed(
         if on_disk is None:  # folder gone or unreadable: a reload keeps its versions
             continue
         served = registry.models.get(name, {})
+        rollout = registry.rollouts.get(name)
+        if rollout is not None and rollout.digest != disk.rollouts.get(name, ""):
+            return f"{name}/{ROLLOUT_FILE} changed"
         for version in served.keys() - on_disk.keys():
             return f"{name}/{version} was removed"
         for version, fingerprint in on_disk.items():

@@ -25,6 +25,14 @@ class RequireModels(str, Enum):
     none = "none"
 
 
+class PayloadInputs(str, Enum):
+    """How the payload log writes a request's inputs (``service.payloads``)."""
+
+    hash = "hash"
+    truncate = "truncate"
+    full = "full"
+
+
 class EventLoop(str, Enum):
     """The asyncio event loop implementation the server runs on."""
 
@@ -37,8 +45,9 @@ class Settings(BaseSettings):
 
     Every option is also read from the environment variable of its name in upper case
     (HOST, PORT, WORKERS, MODELS_DIR, EXPECTED_MODELS, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
-    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, SHUTDOWN_DELAY, MODEL_POLL_SECONDS, EVENT_LOOP, LOG_LEVEL, ACCESS_LOG, ADMIN_TOKEN); a flag wins over its
-    variable.
+    MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, SHUTDOWN_DELAY, MODEL_POLL_SECONDS, EVENT_LOOP, LOG_LEVEL,
+    ACCESS_LOG, SHADOW_MAX_IN_FLIGHT, PAYLOAD_LOG, PAYLOAD_LOG_SAMPLE, PAYLOAD_LOG_INPUTS,
+    ADMIN_TOKEN); a flag wins over its variable.
     """
 
     model_config = SettingsConfigDict(
@@ -94,6 +103,26 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     access_log: bool = Field(True, description="Log one structured line per request.")
+    payload_log: str = Field(
+        "",
+        description="Log one JSON line per predict request (REST and V2, errors included) with "
+        "its inputs and outputs: 'stdout' or a file path (appended to; several workers may "
+        "share it). Empty: off.",
+    )
+    payload_log_sample: float = Field(
+        1.0, ge=0, le=1, description="Share of predict requests the payload log keeps (0 to 1)."
+    )
+    payload_log_inputs: PayloadInputs = Field(
+        PayloadInputs.hash,
+        description="How the payload log writes inputs: 'hash' (sha256 and length of each "
+        "text or row), 'truncate' (its first 64 characters) or 'full' (as sent; personal data "
+        "may end up in the log).",
+    )
+    shadow_max_in_flight: int = Field(
+        8, ge=0, description="Most shadow predictions (models/NAME/rollout.json 'shadow') running "
+        "at once per process; more are dropped and counted, so shadows never queue up behind "
+        "the requests that need answers (0: never run them).",
+    )
     admin_token: SecretStr | None = Field(
         None,
         min_length=16,

@@ -44,16 +44,27 @@ def models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def artifacts(models_dir: Path) -> dict[str, Path]:
-    """Each model's folder of the version the service serves by default: the highest one."""
+    """Each model's folder of the version the service serves by default: its rollout's stable
+    version (``models/<name>/rollout.json``), else the highest one."""
+    import json
+
     from service.api.book import BOOK_MODELS
     from service.artifacts import version_folders
 
-    return {name: max(version_folders(models_dir / name).items())[1] for name in BOOK_MODELS}
+    def default(name: str) -> Path:
+        folders = version_folders(models_dir / name)
+        rollout = models_dir / name / "rollout.json"
+        if rollout.is_file():
+            return folders[int(json.loads(rollout.read_text())["stable"])]
+        return max(folders.items())[1]
+
+    return {name: default(name) for name in BOOK_MODELS}
 
 
 @pytest.fixture
 def models(tmp_path: Path, artifacts: dict[str, Path]) -> Path:
-    """A writable copy of the models folder, version 1 of each book model (tests add versions)."""
+    """A writable copy of the models folder: each book model's default version, as version 1
+    (tests add versions), with no rollout file."""
     import shutil
 
     folder = tmp_path / "models"

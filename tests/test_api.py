@@ -324,9 +324,11 @@ def test_model_card_is_the_artifact_metadata_plus_the_served_versions(api, artif
         card = api.get(f"/models/{name}").json()
         on_disk = json.loads((artifacts[name] / "metadata.json").read_text())
         versions = card.pop("versions")
+        assert card.pop("rollout")["stable"] == "1"  # models/NAME/rollout.json (test_rollout.py)
         assert card == on_disk
+        cards = [json.loads(f.read_text()) for f in sorted(artifacts[name].parent.glob("*/metadata.json"))]
         assert versions == [
-            {"version": "1", "created": on_disk["created"], "metrics": on_disk["metrics"]}
+            {"version": c["version"], "created": c["created"], "metrics": c["metrics"]} for c in cards
         ]
     assert len(api.get("/models/reuters").json()["labels"]) == 46
 

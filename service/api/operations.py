@@ -60,7 +60,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
     summaries = []
     for name in registry.names:
         versions = registry.versions(name)
-        default = versions[-1] if versions else None
+        default = registry.get(name) if versions else None  # the rollout's stable version
         metric: dict[str, float] = {}
         if default is not None:
             headline = default.kind.headline_metric
@@ -95,7 +95,9 @@ CARD_ERRORS: dict[int | str, dict[str, Any]] = {
 async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
     """The model card (kind, metrics, recipe, dataset hashes, labels or features) of the version
     served by default, plus ``versions``: each served version with its creation time and test
-    metrics."""
+    metrics, and ``rollout``: ``models/NAME/rollout.json`` as in force (``file``, null without
+    one), the effective ``stable``, ``canary``, ``canary_percent`` and ``shadow``, and the
+    ``problem`` of a file that could not be applied."""
     card = registry.get(name).card
     versions = [
         VersionSummary(
@@ -105,7 +107,7 @@ async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
         ).model_dump()
         for served in registry.versions(name)
     ]
-    return {**card, "versions": versions}
+    return {**card, "versions": versions, "rollout": registry.rollout(name).shown()}
 
 
 @operations.get(

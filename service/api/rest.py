@@ -17,6 +17,7 @@ lane is only the short way to a 200.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -45,6 +46,8 @@ from service.registry import (
     UnknownModel,
     VersionNotServed,
 )
+from service.rollout import ROUTING_HEADER
+from service.signals import Signals
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid UTF-8 or cannot be read."},
@@ -58,7 +61,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 rest = APIRouter(tags=["predict"], responses=PREDICT_ERRORS)
 
 
-async def answer(request: Request, served: ServedModel, body: Any) -> Response:
+async def answer(request: Request, served: ServedModel, body: Any, raw: bytes = b"") -> Response:
     """The whole path of a predict request, once the body is parsed and the version chosen."""
     try:
         cost = admitted(request.app.state, served, body)
@@ -66,7 +69,9 @@ async def answer(request: Request, served: ServedModel, body: Any) -> Response:
         raise RequestValidationError(
             [{"loc": ("body", *p.loc), "msg": p.msg, "type": p.type} for p in error.problems]
         ) from None
-    return Response(await predictions(served, body, cost), media_type="application/json")
+    state = request.app.state
+    payload = await predictions(state, served, body, cost, shadowing(state, served, body, raw))
+    return Response(payload, media_type="application/json")
 
 
 def admitted(state: Any, served: ServedModel, body: Any) -> int:
@@ -76,11 +81,43 @@ def admitted(state: Any, served: ServedModel, body: Any) -> int:
     return cost
 
 
-async def predictions(served: ServedModel, body: Any, cost: int) -> bytes:
-    """preprocess → predict → postprocess, inline or in the thread pool, rendered as JSON."""
-    answers = await run_sized(partial(served.kind.answer, body), cost)
+async def predictions(
+    state: Any, served: ServedModel, body: Any, cost: int, then: Then | None = None
+) -> bytes:
+    """preprocess → predict → postprocess, inline or in the thread pool, rendered as JSON; what
+    the kind saw on the way goes to the signal metrics."""
+    seen = Signals()
+    answers = await run_sized(partial(served.kind.answer, body, seen), cost)
+    state.metrics.signals.record(served.name, served.version, seen)
+    if then is not None:  # the shadow run, started off the response path
+        then(answers)
     reply = Answer(model=ModelRef(name=served.name, version=served.version), predictions=answers)
     return reply.model_dump_json(exclude_none=True).encode()
+
+
+Then = Callable[[list[BaseModel]], None]
+
+
+def shadowing(state: Any, served: ServedModel, body: Any, raw: bytes) -> Then | None:
+    """When the rollout has a shadow and ``served`` answered as its stable version (the request
+    named no version, or ``stable``): a callback that hands the stable answers and the same
+    input to the shadow runner (``service.rollout``). The shadow reads the raw body with its own
+    schema when its labels or features differ from stable's."""
+    if getattr(body, "version", None) not in (None, "stable"):
+        return None
+    shadow = state.registry.shadow(served)
+    if shadow is None:
+        return None
+
+    def shadow_input() -> Any:
+        if served.name in BOOK_REQUESTS:
+            fit_for_book(served.name, shadow)
+            return body
+        if isinstance(body, shadow.kind.request_model):
+            return body
+        return shadow.kind.request_model.model_validate_json(raw)
+
+    return lambda answers: state.shadows.submit(served, answers, shadow, shadow_input)
 
 
 # Predict routes take the ``Request`` and read ``app.state`` themselves rather than through
@@ -92,26 +129,41 @@ async def predictions(served: ServedModel, body: Any, cost: int) -> bytes:
            summary="Sentiment of movie reviews")  # fmt: skip
 async def predict_imdb(body: ImdbRequest, request: Request) -> Response:
     """Probability that each review is positive (IMDB network, 10,000-word multi-hot input)."""
-    return await answer(request, book_model(request.app.state.registry, "imdb", body.version), body)
+    key = request.headers.get(ROUTING_HEADER)
+    served = book_model(request.app.state.registry, "imdb", body.version, key)
+    return await answer(request, served, body)
 
 
 @rest.post("/reuters/predict", response_model=ReutersResponse, response_model_exclude_none=True,
            summary="Topics of newswires")  # fmt: skip
 async def predict_reuters(body: ReutersRequest, request: Request) -> Response:
     """The 46 topic probabilities of each newswire, its topic, and the ``top_k`` best topics."""
-    return await answer(request, book_model(request.app.state.registry, "reuters", body.version), body)
+    key = request.headers.get(ROUTING_HEADER)
+    served = book_model(request.app.state.registry, "reuters", body.version, key)
+    return await answer(request, served, body)
 
 
 @rest.post("/boston/predict", response_model=BostonResponse, response_model_exclude_none=True,
            summary="Median home values")  # fmt: skip
 async def predict_boston(body: BostonRequest, request: Request) -> Response:
     """Median home value of each district from its 13 raw features (normalized inside the model)."""
-    return await answer(request, book_model(request.app.state.registry, "boston", body.version), body)
+    key = request.headers.get(ROUTING_HEADER)
+    served = book_model(request.app.state.registry, "boston", body.version, key)
+    return await answer(request, served, body)
 
 
-def book_model(registry: Registry, name: str, version: str | None) -> ServedModel:
-    """The version a book endpoint asked for, if its folder still holds the model it expects."""
-    served = registry.get(name, version)
+def book_model(
+    registry: Registry, name: str, version: str | None, key: str | None = None
+) -> ServedModel:
+    """The version a book endpoint asked for (none: the rollout's choice for ``key``), if its
+    folder still holds the model it expects."""
+    served = registry.get(name, version) if version is not None else registry.route(name, key)
+    fit_for_book(name, served)
+    return served
+
+
+def fit_for_book(name: str, served: ServedModel) -> None:
+    """``ModelUnavailable`` unless ``served`` is the kind of model the book endpoint answers for."""
     book, kind = BOOK_MODELS[name], served.kind
     if (kind.kind, kind.output_width, tuple(getattr(kind, "feature_names", book.features))) != (
         book.kind, book.outputs, book.features,
@@ -120,7 +172,6 @@ def book_model(registry: Registry, name: str, version: str | None) -> ServedMode
             name, f"version {served.version} is a {kind.kind} with {kind.output_width} output(s), "
             f"not the {book.kind} /{name}/predict answers for; use /models/{name} to see it",
         )  # fmt: skip
-    return served
 
 
 # The generic route is not in the OpenAPI document: its body depends on the model named in the
@@ -135,25 +186,32 @@ async def predict(name: str, request: Request) -> Response:
     """Text classifiers take ``text``, ``texts`` or ``sequences``; table regressors take
     ``features``, ``instances`` or ``records``. The body is read by the model's own request
     schema, typed from its card (labels, feature names)."""
+    raw, key = await request.body(), request.headers.get(ROUTING_HEADER)
     try:
-        served, body = resolved(request.app.state.registry, name, await request.body())
+        served, body = resolved(request.app.state.registry, name, raw, key)
     except ValidationError as error:  # as the 422 every schema error gets
         raise RequestValidationError(
             [{**issue, "loc": ("body", *issue["loc"])} for issue in error.errors()]
         ) from None
-    return await answer(request, served, body)
+    return await answer(request, served, body, raw)
 
 
-def resolved(registry: Registry, name: str, raw: bytes) -> tuple[ServedModel, BaseModel]:
-    """The version a predict request asks for, and its body read by that version's schema (a
-    book path's: its own). Raises what the registry and pydantic raise."""
+def resolved(
+    registry: Registry, name: str, raw: bytes, key: str | None = None
+) -> tuple[ServedModel, BaseModel]:
+    """The version a predict request asks for (none named: the rollout's choice for the routing
+    ``key``), and its body read by that version's schema (a book path's: its own). Raises what
+    the registry and pydantic raise."""
     if name in BOOK_REQUESTS:
         book_body = BOOK_REQUESTS[name].model_validate_json(raw)
-        return book_model(registry, name, book_body.version), book_body  # type: ignore[attr-defined]
+        version = book_body.version  # type: ignore[attr-defined]
+        return book_model(registry, name, version, key), book_body
     served = registry.get(name)
     body = served.kind.request_model.model_validate_json(raw)
-    if body.version is not None:  # type: ignore[attr-defined]
-        served = registry.get(name, body.version)  # type: ignore[attr-defined]
+    version = body.version  # type: ignore[attr-defined]
+    chosen = registry.get(name, version) if version is not None else registry.route(name, key)
+    if chosen is not served:
+        served = chosen
         if not isinstance(body, served.kind.request_model):  # that version's labels or features
             body = served.kind.request_model.model_validate_json(raw)
     return served, body
@@ -201,7 +259,8 @@ class PredictLane:
             await self.app(scope, _replaying(messages, receive), send)
             return
         served, body, cost = ready
-        payload = await predictions(served, body, cost)
+        state = scope["app"].state
+        payload = await predictions(state, served, body, cost, shadowing(state, served, body, raw))
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json"),
         ]})  # fmt: skip
@@ -212,12 +271,20 @@ class PredictLane:
         """The version, parsed body and cost of a request the lane can answer, else None."""
         state = scope["app"].state
         try:
-            served, body = resolved(state.registry, name, raw)
+            served, body = resolved(state.registry, name, raw, routing_key(scope))
             cost = admitted(state, served, body)
         except (ValidationError, InputProblems, UnknownModel, ModelUnavailable, VersionNotServed):
             return None
         scope["route"] = BOOK_ROUTES.get(name, GENERIC_ROUTE)
         return served, body, cost
+
+
+def routing_key(scope: Scope) -> str | None:
+    """The ``X-Routing-Key`` header of a request, if any (``service.rollout``)."""
+    for header, value in scope.get("headers", ()):
+        if header.lower() == b"x-routing-key":
+            return value.decode("latin-1")
+    return None
 
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:

@@ -34,7 +34,10 @@ class ValidationErrorResponse(BaseModel):
 
 class ModelSummary(BaseModel):
     name: str
-    version: str = Field(description="The default version: the highest served ('' if none).")
+    version: str = Field(
+        description="The default version: the rollout's stable one, without models/NAME/rollout.json "
+        "the highest served ('' if none)."
+    )
     versions: list[str] = Field(description="Every served version, lowest first.")
     task: str
     ready: bool

@@ -44,6 +44,8 @@ from service.registry import (
     UnknownModel,
     VersionNotServed,
 )
+from service.rollout import ROUTING_HEADER
+from service.signals import Signals
 from service.tensors import (
     HEADER_LENGTH,
     InferenceRequest,
@@ -242,9 +244,16 @@ async def server_ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
 
 
-def served_model(request: Request, name: str, version: str | None) -> ServedModel:
+def served_model(
+    request: Request, name: str, version: str | None, routed: bool = False
+) -> ServedModel:
+    """The version named in the path (a number, ``stable`` or ``canary``); none named: the
+    rollout's stable one, or with ``routed`` (inference) its choice for ``X-Routing-Key``."""
+    registry = request.app.state.registry
     try:
-        return request.app.state.registry.get(name, version)
+        if routed and version is None:
+            return registry.route(name, request.headers.get(ROUTING_HEADER))
+        return registry.get(name, version)
     except UnknownModel as error:
         raise V2Error(404, f"unknown model '{error.name}'; models: {error.known}") from None
     except ModelUnavailable as error:
@@ -289,7 +298,7 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
          openapi_extra=INFER_BODY, responses=INFER_RESPONSES)  # fmt: skip
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
     """Registry → body → tensors → the kind (limits, model, labels) → output tensors."""
-    served = served_model(request, name, version)
+    served = served_model(request, name, version, routed=True)
     kind, state = served.kind, request.app.state
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise V2Error(400, "compressed request bodies are not supported (Content-Encoding)")
@@ -305,7 +314,9 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     state.metrics.record_batch(served.name, served.version, len(batch))
     characters = sum(len(item) for item in batch) if given.datatype == "BYTES" else 0
     cost = text_cost(len(batch), characters)
-    outputs = await run_sized(partial(kind.v2_answer, given.name, batch), cost)
+    seen = Signals()
+    outputs = await run_sized(partial(kind.v2_answer, given.name, batch, seen), cost)
+    state.metrics.signals.record(served.name, served.version, seen)
     reply: dict[str, Any] = {"model_name": name, "model_version": served.version}
     if body.id is not None:
         reply["id"] = body.id

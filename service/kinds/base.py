@@ -27,7 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from service.forward import Runtime
+from service.runtime import Runtime
+from service.signals import Signals
 from service.tensors import Tensor
 
 # --- Request fields every kind uses ---------------------------------------------------------
@@ -56,11 +57,15 @@ def _version_to_text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-Version = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$"), BeforeValidator(_version_to_text)]
-"""A model version: a positive integer, as a JSON number or string (``2`` or ``"2"``)."""
+Version = Annotated[
+    str, Field(pattern=r"^([1-9][0-9]{0,17}|stable|canary)$"), BeforeValidator(_version_to_text)
+]
+"""A model version: a positive integer, as a JSON number or string (``2`` or ``"2"``), or the
+rollout's label ``"stable"`` or ``"canary"`` (``service.rollout``)."""
 
 VERSION_FIELD = Field(
-    None, description="Model version to use (a positive integer); default: the highest served."
+    None, description="Model version to use: a positive integer, or 'stable' or 'canary' (the "
+    "rollout's); default: the rollout's choice (without a rollout, the highest served)."
 )
 
 
@@ -226,8 +231,9 @@ class Kind(ABC):
         its items, and its cost in short items (``service.api.offload`` runs cheap ones inline)."""
 
     @abstractmethod
-    def answer(self, body: Any) -> list[BaseModel]:
-        """preprocess → predict → postprocess (and explain if asked) for a parsed request."""
+    def answer(self, body: Any, seen: Signals | None = None) -> list[BaseModel]:
+        """preprocess → predict → postprocess (and explain if asked) for a parsed request;
+        what the inputs and answers showed goes into ``seen`` (``service.signals``)."""
 
     @abstractmethod
     def v2_inputs(self) -> tuple[TensorSpec, ...]: ...
@@ -240,8 +246,11 @@ class Kind(ABC):
         """A V2 input tensor as a batch of items within the limits; ``InputProblems`` if not."""
 
     @abstractmethod
-    def v2_answer(self, input_name: str, batch: list[Any]) -> dict[str, Tensor]:
-        """One forward pass over a V2 batch, as every output tensor of the model."""
+    def v2_answer(
+        self, input_name: str, batch: list[Any], seen: Signals | None = None
+    ) -> dict[str, Tensor]:
+        """One forward pass over a V2 batch, as every output tensor of the model (``seen``: as
+        for ``answer``)."""
 
 
 def camel(name: str) -> str:

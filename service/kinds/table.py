@@ -8,7 +8,7 @@ Boston's ``price``) and any field derived from it by scaling (Boston's ``price_u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
@@ -16,7 +16,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from service.artifacts import ArtifactError
-from service.forward import Runtime
 from service.kinds.base import (
     MAX_FEATURE,
     VERSION_FIELD,
@@ -32,6 +31,8 @@ from service.kinds.base import (
     raise_problems,
     with_examples,
 )
+from service.runtime import Runtime
+from service.signals import Signals, target_buckets
 from service.tensors import Tensor
 
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -145,6 +146,7 @@ class TableRegressor(Kind):
                         for d in self.target.get("derived", [])]  # fmt: skip
         self.request_model = request_model(name, features)
         self.prediction_model = prediction_model(name, self.target)
+        self.value_buckets = target_buckets(self.target)
 
     @classmethod
     def load(cls, name: str, card: dict[str, Any], folder: Path, runtime: Runtime) -> Self:
@@ -194,15 +196,26 @@ class TableRegressor(Kind):
         size = 1 if body.features is not None else len(body.instances or body.records)  # type: ignore[attr-defined]
         return size, size * (len(self.feature_names) + 1 if body.explain else 1)
 
-    def answer(self, body: TableRequest) -> list[BaseModel]:
+    def answer(self, body: TableRequest, seen: Signals | None = None) -> list[BaseModel]:
         rows = body.rows()
         features = np.asarray(rows, dtype=np.float64)
         values = self.predict(features.astype(np.float32)).tolist()
         answers = self.postprocess(values, features)
+        if seen is not None:
+            self.note(seen, values, (name for answer in answers for name in answer["out_of_range"]))
         if body.explain:
             for answer, row in zip(answers, rows):
                 answer["explanation"] = self.explain(row)
         return [self.prediction_model(**answer) for answer in answers]
+
+    def note(
+        self, seen: Signals, values: list[float], outside: Iterable[str] | Mapping[str, int]
+    ) -> None:
+        """The predicted values, and each out-of-range feature once per row it is out in (the
+        names, or a count per name)."""
+        seen.values.extend(values)
+        seen.value_buckets = self.value_buckets
+        seen.out_of_range.update(outside)
 
     def explain(self, row: Sequence[float]) -> list[FeatureEffect]:
         """Each feature's effect: the row, then the row with each feature at its mean, one call."""
@@ -238,7 +251,14 @@ class TableRegressor(Kind):
                                                     f"within ±{MAX_FEATURE:g}")])  # fmt: skip
         return list(values)
 
-    def v2_answer(self, input_name: str, batch: list[Any]) -> dict[str, Tensor]:
+    def v2_answer(
+        self, input_name: str, batch: list[Any], seen: Signals | None = None
+    ) -> dict[str, Tensor]:
         values = np.asarray(self.runtime(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
         field = self.target["field"]
+        if seen is not None:
+            rows = np.asarray(batch, dtype=np.float64)
+            counts = ((rows < self.lows) | (rows > self.highs)).sum(axis=0).tolist()
+            outside = {f: n for f, n in zip(self.feature_names, counts) if n}
+            self.note(seen, values[:, 0].tolist(), outside)
         return {field: Tensor(field, "FP32", (len(batch), 1), values)}

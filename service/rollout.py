@@ -1,0 +1,307 @@
+"""Rollouts: which served version answers a request that names none, and which one shadows it.
+
+A model folder may hold ``rollout.json`` beside its version folders::
+
+    {"stable": "1"}                                       # 1 answers, whatever else is served
+    {"stable": "1", "canary": "2", "canary_percent": 20}  # about 20% of requests go to 2
+    {"stable": "1", "shadow": "2"}                        # 1 answers; 2 runs too, off the path
+
+It is read at start-up and at every reload (``service.registry``). A file that cannot be read,
+breaks the schema below, or names a version that is not served fails that model's reload with
+the reason (``failures["NAME/rollout.json"]``, in ``/readyz`` and the reload answer) and the
+rollout in force before stays; at first start, with none before, the highest version answers.
+
+The routing rule, for a request that names no version:
+
+* no ``rollout.json``: the highest served version (the rule without rollouts);
+* otherwise ``stable``, unless the request falls in the canary share. With an
+  ``X-Routing-Key`` header the share is decided by the key: its bucket is the first 8 bytes of
+  ``sha256(model name + "\\n" + key)`` modulo 100, and buckets below ``canary_percent`` go to the
+  canary. The hash is the same in every worker process and every restart (Python's ``hash`` is
+  salted per process, so it is never used), so one key always meets one version. Without the
+  header each request draws at random, so about ``canary_percent``% of them reach the canary.
+
+A request may also name ``"version": "stable"`` or ``"canary"`` (the V2 paths too:
+``/v2/models/NAME/versions/canary/infer``); ``canary`` on a model without one is a 404 saying so.
+Responses always say which version answered.
+
+Shadow: when ``stable`` answered a JSON predict request that named no version (or ``stable``), the
+``shadow`` version runs on the same input once the response is on its way (``ShadowRunner``) and
+the agreement is counted in ``/metrics``; a shadow failure never touches the response. V2
+inference is routed by the same rule but not shadowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from service.kinds.base import InputProblems, Limits
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
+    from service.registry import ServedModel
+
+logger = logging.getLogger("service.rollout")
+
+ROLLOUT_FILE = "rollout.json"
+ROUTING_HEADER = "x-routing-key"
+LABELS = ("stable", "canary")
+BUCKETS = 100
+
+
+def _version_text(value: object) -> object:
+    """``1``, ``"1"`` and ``1.0`` name the same version; the API writes versions as strings."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+VersionNumber = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,17}$"), BeforeValidator(_version_text)]
+
+
+class RolloutFile(BaseModel):
+    """The content of ``models/NAME/rollout.json``. Unknown keys are refused: a typo such as
+    ``canary_percentage`` would otherwise silently send nobody to the canary."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stable: VersionNumber = Field(description="The version that answers by default.")
+    canary: VersionNumber | None = Field(
+        None, description="A version tried on a share of requests."
+    )
+    canary_percent: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="The canary's share of the requests naming no version, in %.",
+    )
+    shadow: VersionNumber | None = Field(
+        None, description="A version run on stable's inputs, off the response path, and compared."
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if (self.canary is None) != (self.canary_percent is None):
+            raise ValueError("'canary' and 'canary_percent' go together: give both or neither")
+        named = [v for v in (self.stable, self.canary, self.shadow) if v is not None]
+        if len(set(named)) != len(named):
+            raise ValueError(f"stable, canary and shadow must be different versions, got {named}")
+        return self
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The rollout in force for one model: the file's content (None: no file, the highest version
+    serves) and the effective versions. ``digest`` is the sha256 of ``rollout.json`` as last
+    read, valid or not (empty: no file), so the poller sees an edit without reloading a broken
+    file on every scan."""
+
+    file: RolloutFile | None
+    stable: str
+    canary: str | None = None
+    canary_percent: int = 0
+    shadow: str | None = None
+    digest: str = ""
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, file: RolloutFile | None, served: Collection[int], digest: str,
+           problem: str | None = None) -> Rollout:  # fmt: skip
+        if file is None:
+            return cls(None, str(max(served)), digest=digest, problem=problem)
+        return cls(file, file.stable, file.canary, file.canary_percent or 0, file.shadow, digest,
+                   problem)  # fmt: skip
+
+    def choose(self, name: str, key: str | None) -> str:
+        """The version for a request that names none (the module docstring's rule)."""
+        if self.canary is None or self.canary_percent <= 0:
+            return self.stable
+        return self.canary if bucket(name, key) < self.canary_percent else self.stable
+
+    def label(self, version: str) -> str | None:
+        """``stable`` or ``canary`` as the version they name (None: no canary)."""
+        return self.stable if version == "stable" else self.canary
+
+    def shown(self) -> dict[str, Any]:
+        """What ``/models/NAME`` shows under ``rollout``."""
+        return {
+            "file": self.file.model_dump(exclude_none=True) if self.file else None,
+            "stable": self.stable, "canary": self.canary,
+            "canary_percent": self.canary_percent if self.canary else 0, "shadow": self.shadow,
+            "problem": self.problem,
+        }  # fmt: skip
+
+
+def bucket(name: str, key: str | None) -> int:
+    """0–99: by the routing key's sha256 when given (equal in every process), else at random."""
+    if key is None:
+        return random.randrange(BUCKETS)
+    digest = hashlib.sha256(f"{name}\n{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+class RolloutError(Exception):
+    """A ``rollout.json`` that must not be applied, with the reason naming the file and field."""
+
+
+def read_file(path: Path, served: Collection[int]) -> tuple[RolloutFile | None, str]:
+    """The file's content checked against the served versions, and its sha256 (None, "" when
+    there is no file); ``RolloutError`` with the reason otherwise."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as error:
+        raise RolloutError(f"{path} cannot be read: {error}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        file = RolloutFile.model_validate_json(raw)
+    except ValidationError as error:
+        issues = "; ".join(_issue(e) for e in error.errors()[:5])
+        raise RolloutError(f"{path} is not a valid rollout: {issues}") from None
+    versions = ", ".join(map(str, sorted(served))) or "none"
+    for field in ("stable", "canary", "shadow"):
+        version = getattr(file, field)
+        if version is not None and int(version) not in served:
+            raise RolloutError(f"{path}: {field} names version {version}, which is not served "
+                               f"(served versions: {versions})")  # fmt: skip
+    return file, digest
+
+
+def _issue(error: Any) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ())) or "the file"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of ``rollout.json`` ("" when there is none): what the poller compares."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return ""
+    except OSError:
+        return "unreadable"
+
+
+def settle(
+    folder: Path, served: Collection[int], before: Rollout | None
+) -> tuple[Rollout | None, str | None]:
+    """The rollout a (re)load puts in force for one model, and the failure to record, if any.
+
+    A broken file keeps the rollout in force before, if it still fits the served versions; else
+    (at first start, or its versions are gone) the highest version serves until the file is
+    fixed."""
+    if not served:
+        return None, None
+    path = folder / ROLLOUT_FILE
+    try:
+        file, digest = read_file(path, served)
+    except RolloutError as error:
+        digest = file_digest(path)
+        if before is not None and before.file is not None and _fits(before, served):
+            reason = f"{error} (still applying the rollout in force before: stable {before.stable})"
+            return replace(before, digest=digest, problem=reason), reason
+        reason = f"{error} (serving the highest version, {max(served)}, until it is fixed)"
+        return Rollout.of(None, served, digest, reason), reason
+    return Rollout.of(file, served, digest), None
+
+
+def _fits(rollout: Rollout, served: Collection[int]) -> bool:
+    named = (rollout.stable, rollout.canary, rollout.shadow)
+    return all(v is None or int(v) in served for v in named)
+
+
+# --- Shadow traffic -----------------------------------------------------------------------------
+
+SHADOW_OUTCOMES = ("agree", "disagree", "error", "dropped")
+
+
+def compared(
+    kind_name: str, stable: Sequence[BaseModel], shadow: Sequence[BaseModel]
+) -> tuple[int, int, list[float]]:
+    """Agreements, disagreements and (regressors) absolute differences, item by item.
+
+    A classifier agrees when both name the same label. A regressor's items are compared by their
+    first field, the kind's target (``price`` for Boston), and an item agrees when the two values
+    are equal to float32 precision; the histogram shows how far apart they are."""
+    agree = disagree = 0
+    differences: list[float] = []
+    for ours, theirs in zip(stable, shadow, strict=True):
+        if kind_name.endswith("classifier"):
+            same = ours.label == theirs.label  # type: ignore[attr-defined]
+        else:
+            field = next(iter(type(ours).model_fields))
+            difference = abs(float(getattr(ours, field)) - float(getattr(theirs, field)))
+            differences.append(difference)
+            same = difference <= 1e-6 * max(1.0, abs(float(getattr(ours, field))))
+        agree, disagree = agree + same, disagree + (not same)
+    return agree, disagree, differences
+
+
+class ShadowRunner:
+    """Runs shadow predictions after the response, at most ``limit`` at a time.
+
+    Why bounded: a shadow doubles the model work of every request it copies. Under load,
+    unbounded shadow tasks would pile up behind the requests that do need answers, holding their
+    inputs in memory and taking the CPU the stable path needs. A shadow over the limit is
+    dropped and counted (``outcome="dropped"``), so the comparison becomes a sample, and the
+    metric says how large."""
+
+    def __init__(self, metrics: Metrics, limits: Limits, limit: int) -> None:
+        self.metrics = metrics
+        self.limits = limits
+        self.limit = limit
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, stable: ServedModel, answers: Sequence[BaseModel] | None,
+               shadow: ServedModel, body: Callable[[], Any]) -> None:  # fmt: skip
+        """Start one shadow run (``body`` gives the parsed input for the shadow's schema)."""
+        labels = (stable.name, stable.version, shadow.version)
+        if len(self.tasks) >= self.limit:
+            self.metrics.record_shadow(*labels, "dropped")
+            return
+        task = asyncio.get_running_loop().create_task(self._run(stable, answers, shadow, body))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, stable: ServedModel, answers: Sequence[BaseModel] | None,
+                   shadow: ServedModel, body: Callable[[], Any]) -> None:  # fmt: skip
+        from service.api.offload import run_sized
+
+        labels = (stable.name, stable.version, shadow.version)
+        try:
+            parsed = body()
+            _, cost = shadow.kind.check(parsed, self.limits)
+            theirs = await run_sized(partial(shadow.kind.answer, parsed), cost)
+            if answers is None:
+                raise ValueError("no stable answers to compare with")
+            agree, disagree, differences = compared(stable.kind.kind, answers, theirs)
+        except (ValidationError, InputProblems, ValueError, TypeError, ArithmeticError) as error:
+            logger.warning("shadow %s/%s failed: %s", stable.name, shadow.version, error)
+            self.metrics.record_shadow(*labels, "error")
+            return
+        except Exception:  # a shadow failure must never reach the stable path
+            logger.exception("shadow %s/%s failed", stable.name, shadow.version)
+            self.metrics.record_shadow(*labels, "error")
+            return
+        self.metrics.record_shadow(*labels, "agree", agree)
+        self.metrics.record_shadow(*labels, "disagree", disagree)
+        for difference in differences:
+            self.metrics.record_shadow_difference(*labels, difference)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """At shutdown: let the shadow runs in flight finish (briefly), then drop the rest."""
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
