@@ -52,6 +52,15 @@ COPY training/ training/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 
 
+# ---- bundled-models: the versions models/ serves by its rollouts (service/bundle.py) ----
+# The repository keeps every version; the image carries the ones each rollout.json names
+# (stable, canary, shadow), or all of a model's versions without one. Mount a models folder to
+# serve others (compose mounts ./models).
+FROM builder AS bundled-models
+COPY models/ /src/models/
+RUN python -m service.bundle /src/models /bundle/models
+
+
 # ---- serving-venv: the builder's venv without what only installing needs ----
 # pip, setuptools and wheel stay behind (the running service never installs anything), and so do
 # the test suites some wheels ship; the runtime stage copies this stage's venv, nothing else.
@@ -83,7 +92,7 @@ FROM base AS runtime
 # so no source tree is copied; the bundled models are found through MODELS_DIR.
 COPY --from=serving-venv /opt/venv /opt/venv
 WORKDIR /app
-COPY models/ /app/models/
+COPY --from=bundled-models /bundle/models /app/models/
 ENV MODELS_DIR=/app/models
 USER 10001:10001
 EXPOSE 8000

@@ -209,11 +209,11 @@ def test_final_stage_installs_only_the_serving_dependencies(
                         f"stage {stage.name!r} installs extras into the serving image: {run!r}"
                     )
                     assert "--no-cache-dir" in run or "PIP_NO_CACHE_DIR=1" in run
-    # Only the venv and the models go in: no source tree, tests or data.
+    # Only the venv and the bundled models go in: no source tree, tests or data.
     for args in final.all("COPY"):
         sources = args.split()[:-1]
         sources = [s for s in sources if not s.startswith("--")]
-        assert all(s.rstrip("/") in {"/opt/venv", "models"} for s in sources), args
+        assert all(s.rstrip("/") in {"/opt/venv", "/bundle/models"} for s in sources), args
 
 
 def test_every_copy_source_exists(stages: list[Stage]) -> None:
