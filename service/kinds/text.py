@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, create_model
 
 from service.artifacts import ArtifactError, read_word_index
-from service.forward import Runtime
 from service.kinds.base import (
     MAX_WORD_ID,
     VERSION_FIELD,
@@ -36,6 +35,8 @@ from service.kinds.base import (
     text_cost,
     with_examples,
 )
+from service.runtime import Runtime
+from service.signals import Signals
 from service.tensors import Tensor
 from service.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot
 
@@ -177,6 +178,10 @@ class TextClassifier(Kind):
                 f"{folder} metadata.json needs 'labels': at least two distinct names, in the "
                 f"order of the network's outputs"
             )
+        from service.kinds.text_bag import BagTextClassifier, is_bag  # it builds on this module
+
+        if is_bag(card):  # preprocessing "tfidf-bag": the version-2 networks
+            return BagTextClassifier.load_bag(name, card, folder, runtime)  # type: ignore[return-value]
         num_words = card.get("preprocessing", {}).get("num_words")
         if not isinstance(num_words, int) or num_words <= 3:
             raise ArtifactError(f"{folder} metadata.json needs preprocessing.num_words (> 3)")
@@ -200,13 +205,31 @@ class TextClassifier(Kind):
 
     # preprocess → predict → postprocess
 
-    def positions(self, items: Sequence[str] | Sequence[Sequence[int]]) -> list[np.ndarray]:
+    def positions(
+        self, items: Sequence[str] | Sequence[Sequence[int]], seen: Signals | None = None
+    ) -> list[np.ndarray]:
         """Texts or word-id sequences → each one's multi-hot row, as its 1-positions. One text's
-        ids at a time: a batch of 1,000 reviews never holds all its token lists."""
+        ids at a time: a batch of 1,000 reviews never holds all its token lists. With ``seen``,
+        each item's words and unknown words are counted on the way (one tokenization)."""
+        if seen is not None:
+            return [hot_positions(self.measured(item, seen), self.num_words) for item in items]
         encode, num_words = self.word_index.encode, self.num_words
         return [
             hot_positions(encode(item) if isinstance(item, str) else item, num_words) for item in items
         ]
+
+    def measured(self, item: str | Sequence[int], seen: Signals) -> Sequence[int]:
+        """An item's word ids, its words and unknown words noted in ``seen`` (``service.signals``
+        defines them: for a text, words missing from the index or ranked past ``num_words``)."""
+        if isinstance(item, str):
+            sequence, unknown = self.word_index.encode_counting_unknown(item)
+            # sequence = start id + the known words (OOV ids included); unknown = dropped + OOV
+            seen.text(len(sequence) - 1 + unknown - sequence.count(OOV_ID), unknown)
+            return sequence
+        ids = np.asarray(item, dtype=np.int64)
+        unknown = int(((ids == OOV_ID) | (ids >= self.num_words)).sum())
+        seen.text(int((ids > START_ID).sum()), unknown)
+        return item
 
     def predict(self, positions: Sequence[np.ndarray]) -> np.ndarray:
         return self.runtime.from_positions(positions, self.num_words)
@@ -249,15 +272,26 @@ class TextClassifier(Kind):
         cost = text_cost(len(items), sum(len(item) for item in items))
         return len(items), cost * (10 if body.explain else 1)
 
-    def answer(self, body: TextRequest) -> list[BaseModel]:
+    def answer(self, body: TextRequest, seen: Signals | None = None) -> list[BaseModel]:
         items = body.items()
-        scores = self.predict(self.positions(items))
+        scores = self.scores(items, seen)
         predictions = self.postprocess(scores, getattr(body, "top_k", None))
+        if seen is not None:
+            seen.labels.extend(p.label for p in predictions)  # type: ignore[attr-defined]
         if body.explain:
             for item, prediction in zip(items, predictions):
                 column = 0 if self.binary else prediction.class_id  # type: ignore[attr-defined]
-                prediction.explanation = self.explain(item, partial(_column, column), body.explain_top)  # type: ignore[attr-defined]
+                prediction.explanation = self.explain_item(item, column, body.explain_top)  # type: ignore[attr-defined]
         return predictions
+
+    def scores(self, items: Sequence[str] | Sequence[Sequence[int]], seen: Signals | None = None) -> np.ndarray:
+        """preprocess → predict: the network's outputs for a batch of items (the hook a text
+        kind with another vectorization overrides, with ``explain_item``)."""
+        return np.asarray(self.predict(self.positions(items, seen)), dtype=np.float32)
+
+    def explain_item(self, item: str | Sequence[int], column: int, top: int) -> TextExplanation:
+        """The explanation of one item's output ``column``."""
+        return self.explain(item, partial(_column, column), top)
 
     def explain(self, item: str | Sequence[int], score: Score, top: int) -> TextExplanation:
         """Each word's exact effect on ``score``: the input's row, then the row without each of
@@ -313,13 +347,17 @@ class TextClassifier(Kind):
             raise_problems([Problem((tensor.name,), f"word ids must be from 0 to {MAX_WORD_ID}")])
         return list(values.astype(np.int64))
 
-    def v2_answer(self, input_name: str, batch: list[Any]) -> dict[str, Tensor]:
-        scores = np.asarray(self.predict(self.positions(batch)), dtype=np.float32)
+    def v2_answer(
+        self, input_name: str, batch: list[Any], seen: Signals | None = None
+    ) -> dict[str, Tensor]:
+        scores = self.scores(batch, seen)
         score_spec, label_spec = self.v2_outputs()
-        n = len(batch)
+        n, labels = len(batch), self.labels_of(scores)
+        if seen is not None:
+            seen.labels.extend(labels)
         return {
             score_spec.name: Tensor(score_spec.name, "FP32", (n, self.output_width), scores),
-            label_spec.name: Tensor("label", "BYTES", (n,), [x.encode() for x in self.labels_of(scores)]),
+            label_spec.name: Tensor("label", "BYTES", (n,), [x.encode() for x in labels]),
         }
 
 
