@@ -2,7 +2,7 @@
 and nothing else.
 
 It reads the JSON body, tokenizes the review with the shared ``service/vectorize.py``, runs the
-same NumPy forward pass (``service/forward.py`` on the committed model's weights), and writes the
+same ONNX Runtime session (``service/runtime.py`` on the committed ``model.onnx``), and writes the
 same JSON answer. No framework, no validation, no metrics, no logs. Whatever our server costs
 beyond this probe is what our own layers add; ``bench/run.py`` runs it beside ours in every run.
 
@@ -16,8 +16,7 @@ import os
 from pathlib import Path
 
 from service.artifacts import read_word_index, version_folders
-from service.backend import load_keras
-from service.forward import Runtime
+from service.runtime import ONNX_FILE, OnnxRuntime
 from service.vectorize import WordIndex, hot_positions
 
 MODELS = Path(os.environ.get("MODELS_DIR", "models"))
@@ -26,7 +25,7 @@ METADATA = json.loads((IMDB / "metadata.json").read_text())
 NUM_WORDS = METADATA["preprocessing"]["num_words"]
 MODEL_REF = {"name": "imdb", "version": str(METADATA.get("version", IMDB.name))}
 WORD_INDEX = WordIndex(read_word_index(IMDB), NUM_WORDS)
-RUNTIME = Runtime.of(load_keras().saving.load_model(IMDB / "model.keras", compile=False))
+RUNTIME = OnnxRuntime(IMDB / ONNX_FILE)
 # Warm-up, as ours does before it reports ready: no measured request pays a first call.
 RUNTIME.from_positions([hot_positions(WORD_INDEX.encode("warm up"), NUM_WORDS)], NUM_WORDS)
 
