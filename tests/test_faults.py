@@ -19,10 +19,9 @@ from tests.serverproc import running_server, start_server, wait_until_ready
 
 
 @pytest.fixture
-def models_copy(tmp_path: Path, models_dir: Path) -> Path:
-    copy = tmp_path / "models"
-    shutil.copytree(models_dir, copy)
-    return copy
+def models_copy(models: Path) -> Path:
+    """One version of each book model: a broken one then has no other version to fall back on."""
+    return models
 
 
 def serve_broken(tmp_path: Path, models: Path, **env: str):

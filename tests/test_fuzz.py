@@ -25,7 +25,6 @@ model). ``tests/fuzz_hooks.py`` teaches the generator the two V2 rules JSON Sche
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.bundle import bundle
 from tests.serverproc import REPO, running_server
 
 ST = Path(sys.executable).with_name("st")
@@ -61,8 +61,11 @@ def tiny_table_model(models: Path, tmp_path: Path) -> bool:
 
 @pytest.mark.skipif(not ST.exists(), reason="schemathesis is in the test extra")
 def test_schemathesis_finds_nothing_in_any_phase(tmp_path, models_dir):
+    # The versions the image ships (each rollout's stable one): one path template serves every
+    # version, and its schema describes the default one's inputs, so a version-2 text model
+    # (raw text only) would rightly refuse the version-1 `word_ids` the document offers.
     models = tmp_path / "models"
-    shutil.copytree(models_dir, models)
+    bundle(models_dir, models)
     extra = tiny_table_model(models, tmp_path)
     env = {"MODELS_DIR": str(models), "ADMIN_TOKEN": ADMIN_TOKEN, "ACCESS_LOG": "false"}
     with running_server(tmp_path / "server.log", env=env) as server:
