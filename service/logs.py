@@ -47,34 +47,20 @@ def logging_config(level: str) -> dict[str, Any]:
     }
 
 
-class AccessLog:
-    """The one line per request, as ``JsonFormatter`` writes it for the ``service.access`` logger,
-    without ``logging``'s per-record work, and written in bursts.
-
-    A request's line is formatted at once and written with the others of the same 50 ms: one
-    write instead of one per request. Measured under load, ``logging`` plus a write per line
-    cost about 5% of the CPU a request takes. The line waits at most 50 ms; ``flush`` runs at
-    shutdown too. ``LOG_LEVEL`` above ``info`` turns it off, as it does the logger's.
-    """
+class Bursts:
+    """Lines gathered for up to ``INTERVAL`` and written together: one write per burst instead of
+    one per line (measured under load, a write per access-log line cost about 5% of a request's
+    CPU). ``flush`` writes what waits, at once; the access log and the payload log run at
+    shutdown. Subclasses say where a burst goes (``emit``)."""
 
     INTERVAL = 0.05
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
+    def __init__(self) -> None:
         self.lines: list[str] = []
         self.pending: asyncio.TimerHandle | None = None
-        self.enabled: bool | None = None  # read at the first request, once logging is configured
 
-    def request(self, method: str, path: str, status: int, latency_ms: float, request_id: str) -> None:
-        if self.enabled is None:
-            self.enabled = logging.getLogger("service.access").isEnabledFor(logging.INFO)
-        if not self.enabled:
-            return
-        self.lines.append(json.dumps({
-            "time": timestamp(time.time()), "level": "info", "logger": "service.access",
-            "message": "request", "method": method, "path": path, "status": status,
-            "latency_ms": latency_ms, "request_id": request_id,
-        }))  # fmt: skip
+    def add(self, line: str) -> None:
+        self.lines.append(line)
         if self.pending is None:
             self.pending = asyncio.get_running_loop().call_later(self.INTERVAL, self.flush)
 
@@ -83,7 +69,37 @@ class AccessLog:
             self.pending.cancel()
             self.pending = None
         if self.lines:
-            stream = self.stream or sys.stderr
-            stream.write("\n".join(self.lines) + "\n")
-            stream.flush()
+            burst = "\n".join(self.lines) + "\n"
             self.lines.clear()
+            self.emit(burst)
+
+    def emit(self, burst: str) -> None:
+        raise NotImplementedError
+
+
+class AccessLog(Bursts):
+    """The one line per request, as ``JsonFormatter`` writes it for the ``service.access`` logger,
+    without ``logging``'s per-record work, and written in bursts (``Bursts``): a line waits at
+    most 50 ms. ``LOG_LEVEL`` above ``info`` turns it off, as it does the logger's.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+        self.enabled: bool | None = None  # read at the first request, once logging is configured
+
+    def request(self, method: str, path: str, status: int, latency_ms: float, request_id: str) -> None:
+        if self.enabled is None:
+            self.enabled = logging.getLogger("service.access").isEnabledFor(logging.INFO)
+        if not self.enabled:
+            return
+        self.add(json.dumps({
+            "time": timestamp(time.time()), "level": "info", "logger": "service.access",
+            "message": "request", "method": method, "path": path, "status": status,
+            "latency_ms": latency_ms, "request_id": request_id,
+        }))  # fmt: skip
+
+    def emit(self, burst: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(burst)
+        stream.flush()

@@ -24,7 +24,6 @@ by the workers too; when it is a pipe (a container's log), the kernel keeps only
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import timestamp
+from service.logs import Bursts, timestamp
 from service.settings import PayloadInputs
 
 TRUNCATE_CHARS = 64
@@ -55,38 +54,28 @@ def predict_target(path: str) -> tuple[str, str, str | None] | None:
     return None
 
 
-class PayloadLog:
-    """The payload lines of one process, written in bursts to stdout or appended to a file."""
-
-    INTERVAL = 0.05
+class PayloadLog(Bursts):
+    """The payload lines of one process, written in bursts (``Bursts``) to stdout or appended to
+    a file: one ``write()`` per burst on an ``O_APPEND`` descriptor, so workers sharing a file
+    never cut each other's lines."""
 
     def __init__(
         self, target: str, sample: float = 1.0, inputs: PayloadInputs = PayloadInputs.hash
     ) -> None:
+        super().__init__()
         self.sample = sample
         self.inputs = inputs
         self.target = target
         self.fd: int | None = None
-        self.lines: list[str] = []
-        self.pending: asyncio.TimerHandle | None = None
 
     def sampled(self) -> bool:
         return self.sample >= 1.0 or random.random() < self.sample
 
     def write(self, entry: dict[str, Any]) -> None:
-        self.lines.append(to_json(entry, inf_nan_mode="strings").decode())
-        if self.pending is None:
-            self.pending = asyncio.get_running_loop().call_later(self.INTERVAL, self.flush)
+        self.add(to_json(entry, inf_nan_mode="strings").decode())
 
-    def flush(self) -> None:
-        if self.pending is not None:
-            self.pending.cancel()
-            self.pending = None
-        if not self.lines:
-            return
-        data = ("\n".join(self.lines) + "\n").encode()
-        self.lines.clear()
-        fd = self._descriptor()
+    def emit(self, burst: str) -> None:
+        data, fd = burst.encode(), self._descriptor()
         while data:
             data = data[os.write(fd, data) :]
 
