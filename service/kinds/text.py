@@ -303,16 +303,7 @@ class TextClassifier(Kind):
         positions = hot_positions(sequence, self.num_words)
         words = positions[(positions != START_ID) & (positions != OOV_ID)]
         rows = [positions, *(positions[positions != word] for word in words)]
-        scores = score(self.predict(rows))
-        effects = scores[0] - scores[1:]
-        order = np.argsort(-np.abs(effects), kind="stable")[:top]
-        return TextExplanation(
-            words=[
-                WordEffect(word=self.word_index.word(int(words[i])), effect=float(effects[i]))
-                for i in order
-            ],
-            unknown_words=unknown,
-        )
+        return explanation(score(self.predict(rows)), words, self.word_index.word, top, unknown)
 
     def probe(self) -> tuple[np.ndarray, np.ndarray]:
         """Word-id sequences that touch every input weight: a check and a warm-up."""
@@ -363,6 +354,19 @@ class TextClassifier(Kind):
 
 def _column(column: int, outputs: np.ndarray) -> np.ndarray:
     return outputs[:, column]
+
+
+def explanation(
+    scores: np.ndarray, ids: np.ndarray, name: Callable[[int], str], top: int, unknown: int
+) -> TextExplanation:
+    """The ``top`` largest effects, by size: ``scores[0]`` is the whole input's, ``scores[1 + i]``
+    the input's without the item ``ids[i]`` (a word, or a term), which ``name`` names."""
+    effects = scores[0] - scores[1:]
+    order = np.argsort(-np.abs(effects), kind="stable")[:top]
+    return TextExplanation(
+        words=[WordEffect(word=name(int(ids[i])), effect=float(effects[i])) for i in order],
+        unknown_words=unknown,
+    )
 
 
 def _decoded(element: bytes, loc: tuple[str | int, ...]) -> str:

@@ -27,7 +27,6 @@ import numpy as np
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, create_model
 
 from service.artifacts import ArtifactError
-from service.forward import Runtime
 from service.kinds.base import (
     VERSION_FIELD,
     InputForms,
@@ -48,9 +47,10 @@ from service.kinds.text import (
     ClassPrediction,
     TextClassifier,
     TextExplanation,
-    WordEffect,
     _column,
+    explanation,
 )
+from service.runtime import Runtime
 from service.signals import Signals
 from service.tfidf import KIND, Bag, TfidfBag, normalized, pad
 
@@ -182,15 +182,7 @@ class BagTextClassifier(TextClassifier):
         score = partial(_column, column)
         scores = np.concatenate([score(self.run(pad(rows[i : i + EXPLAIN_CHUNK], len(terms) or 1)))
                                  for i in range(0, len(rows), EXPLAIN_CHUNK)])  # fmt: skip
-        effects = scores[0] - scores[1:]
-        order = np.argsort(-np.abs(effects), kind="stable")[:top]
-        return TextExplanation(
-            words=[
-                WordEffect(word=self.bag.term(int(terms[i])), effect=float(effects[i]))
-                for i in order
-            ],
-            unknown_words=unknown,
-        )
+        return explanation(scores, terms, self.bag.term, top, unknown)
 
     def probe(self) -> tuple[np.ndarray, np.ndarray]:
         """Texts one by one (each unpadded) against the same texts in one padded batch: padding
