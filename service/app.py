@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = Registry()
     app.state.reloader = Reloader(app, WorkerGroup.from_environment())
     app.state.reload_tasks = set()
-    app.state.shadows = ShadowRunner(app.state.metrics, app.state.limits, settings.shadow_max_in_flight)
+    app.state.shadows = ShadowRunner(app.state.metrics, settings.shadow_max_in_flight)
     app.state.draining = False  # set at SIGTERM: /readyz answers 503 while requests still run
     app.state.page = PAGE.read_bytes()
     app.include_router(rest)

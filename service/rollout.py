@@ -25,10 +25,10 @@ A request may also name ``"version": "stable"`` or ``"canary"`` (the V2 paths to
 ``/v2/models/NAME/versions/canary/infer``); ``canary`` on a model without one is a 404 saying so.
 Responses always say which version answered.
 
-Shadow: when ``stable`` answered a JSON predict request that named no version (or ``stable``), the
-``shadow`` version runs on the same input once the response is on its way (``ShadowRunner``) and
-the agreement is counted in ``/metrics``; a shadow failure never touches the response. V2
-inference is routed by the same rule but not shadowed.
+Shadow: when ``stable`` answered a predict request (REST or V2 inference) that named no version
+(or ``stable``), the ``shadow`` version runs on the same input once the response is on its way
+(``ShadowRunner``) and the agreement is counted in ``/metrics``; a shadow failure never touches
+the response.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from service.kinds.base import InputProblems, Limits
+from service.kinds.base import InputProblems
+from service.signals import Signals
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
@@ -226,26 +227,28 @@ def _fits(rollout: Rollout, served: Collection[int]) -> bool:
 SHADOW_OUTCOMES = ("agree", "disagree", "error", "dropped")
 
 
-def compared(
-    kind_name: str, stable: Sequence[BaseModel], shadow: Sequence[BaseModel]
-) -> tuple[int, int, list[float]]:
-    """Agreements, disagreements and (regressors) absolute differences, item by item.
+def compared(stable: Signals, shadow: Signals) -> tuple[int, int, list[float]]:
+    """Agreements, disagreements and (regressors) absolute differences, item by item, read from
+    what each run recorded while it answered (``service.signals``), so the REST and V2 answers,
+    whatever their shapes, compare alike and no model is known here by name or kind.
 
-    A classifier agrees when both name the same label. A regressor's items are compared by their
-    first field, the kind's target (``price`` for Boston), and an item agrees when the two values
-    are equal to float32 precision; the histogram shows how far apart they are."""
-    agree = disagree = 0
-    differences: list[float] = []
-    for ours, theirs in zip(stable, shadow, strict=True):
-        if kind_name.endswith("classifier"):
-            same = ours.label == theirs.label  # type: ignore[attr-defined]
-        else:
-            field = next(iter(type(ours).model_fields))
-            difference = abs(float(getattr(ours, field)) - float(getattr(theirs, field)))
-            differences.append(difference)
-            same = difference <= 1e-6 * max(1.0, abs(float(getattr(ours, field))))
-        agree, disagree = agree + same, disagree + (not same)
-    return agree, disagree, differences
+    Labels (a classifier) agree when they are the same. Values (a regressor's target) agree when
+    equal to float32 precision; the histogram shows how far apart they are."""
+    ours, theirs = (
+        (stable.labels, shadow.labels) if stable.labels else (stable.values, shadow.values)
+    )
+    if len(ours) != len(theirs):
+        raise ValueError(f"stable answered {len(ours)} items, the shadow {len(theirs)}")
+    if stable.labels:
+        agree = sum(a == b for a, b in zip(ours, theirs))
+        return agree, len(ours) - agree, []
+    differences = [abs(float(a) - float(b)) for a, b in zip(ours, theirs)]
+    agree = sum(d <= 1e-6 * max(1.0, abs(float(a))) for d, a in zip(differences, ours))
+    return agree, len(ours) - agree, differences
+
+
+Work = Callable[[Signals], Any]
+"""The shadow's forward pass, recording what it answered in the ``Signals`` it is given."""
 
 
 class ShadowRunner:
@@ -257,41 +260,40 @@ class ShadowRunner:
     dropped and counted (``outcome="dropped"``), so the comparison becomes a sample, and the
     metric says how large."""
 
-    def __init__(self, metrics: Metrics, limits: Limits, limit: int) -> None:
+    def __init__(self, metrics: Metrics, limit: int) -> None:
         self.metrics = metrics
-        self.limits = limits
         self.limit = limit
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def submit(self, stable: ServedModel, answers: Sequence[BaseModel] | None,
-               shadow: ServedModel, body: Callable[[], Any]) -> None:  # fmt: skip
-        """Start one shadow run (``body`` gives the parsed input for the shadow's schema)."""
+    def submit(self, stable: ServedModel, seen: Signals, shadow: ServedModel,
+               prepare: Callable[[], tuple[Work, int]]) -> None:  # fmt: skip
+        """Start one shadow run. ``seen`` is what stable answered; ``prepare`` reads the same
+        input for the shadow (its own schema and limits: ``InputProblems`` or a pydantic
+        ``ValidationError`` if it cannot take it) and gives its work and cost."""
         labels = (stable.name, stable.version, shadow.version)
         if len(self.tasks) >= self.limit:
             self.metrics.record_shadow(*labels, "dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._run(stable, answers, shadow, body))
+        task = asyncio.get_running_loop().create_task(self._run(labels, seen, prepare))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, stable: ServedModel, answers: Sequence[BaseModel] | None,
-                   shadow: ServedModel, body: Callable[[], Any]) -> None:  # fmt: skip
+    async def _run(self, labels: tuple[str, str, str], seen: Signals,
+                   prepare: Callable[[], tuple[Work, int]]) -> None:  # fmt: skip
         from service.api.offload import run_sized
 
-        labels = (stable.name, stable.version, shadow.version)
+        name, _, version = labels
+        theirs = Signals()
         try:
-            parsed = body()
-            _, cost = shadow.kind.check(parsed, self.limits)
-            theirs = await run_sized(partial(shadow.kind.answer, parsed), cost)
-            if answers is None:
-                raise ValueError("no stable answers to compare with")
-            agree, disagree, differences = compared(stable.kind.kind, answers, theirs)
+            work, cost = prepare()
+            await run_sized(partial(work, theirs), cost)
+            agree, disagree, differences = compared(seen, theirs)
         except (ValidationError, InputProblems, ValueError, TypeError, ArithmeticError) as error:
-            logger.warning("shadow %s/%s failed: %s", stable.name, shadow.version, error)
+            logger.warning("shadow %s/%s failed: %s", name, version, error)
             self.metrics.record_shadow(*labels, "error")
             return
         except Exception:  # a shadow failure must never reach the stable path
-            logger.exception("shadow %s/%s failed", stable.name, shadow.version)
+            logger.exception("shadow %s/%s failed", name, version)
             self.metrics.record_shadow(*labels, "error")
             return
         self.metrics.record_shadow(*labels, "agree", agree)

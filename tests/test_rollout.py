@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from service.api.book import SAMPLE_FEATURES, SAMPLE_REVIEW
-from service.rollout import ROLLOUT_FILE, Rollout, RolloutFile, bucket, read_file, settle
+from service.rollout import ROLLOUT_FILE, Rollout, RolloutFile, bucket, compared, read_file, settle
+from service.signals import Signals
 from tests.derived import add_a_thousand_dollars, derive_version
 from tests.serverproc import Server, running_server
 
@@ -63,6 +64,15 @@ def test_an_invalid_rollout_file_is_refused_naming_the_file_and_the_field(
         read_file(path, {1, 2})
     assert str(path) in str(raised.value)
     assert message in str(raised.value)
+
+
+def test_a_shadow_is_compared_by_label_for_a_classifier_and_by_value_for_a_regressor():
+    labels = compared(Signals(labels=["pos", "neg", "pos"]), Signals(labels=["pos", "pos", "pos"]))
+    assert labels == (2, 1, [])
+    values = compared(Signals(values=[20.0, 30.0]), Signals(values=[20.0, 31.5]))
+    assert values == (1, 1, [0.0, 1.5])
+    with pytest.raises(ValueError, match="stable answered 2 items, the shadow 1"):
+        compared(Signals(values=[20.0, 30.0]), Signals(values=[20.0]))
 
 
 def test_a_file_that_is_not_json_is_refused_too(tmp_path):
@@ -283,6 +293,33 @@ def test_a_shadow_of_the_same_network_agrees_for_a_classifier(server, rollout_mo
     assert after.get("agree", 0) - before.get("agree", 0) == 20
     assert after.get("disagree", 0) == before.get("disagree", 0)
     roll(server, rollout_models, "imdb", {"stable": "1"})
+
+
+def v2_boston(rows: list[list[float]]) -> dict:
+    """The V2 inference body for Boston's ``features`` tensor."""
+    return {"inputs": [{"name": "features", "datatype": "FP32", "shape": [len(rows), 13],
+                        "data": [x for row in rows for x in row]}]}  # fmt: skip
+
+
+def test_v2_inference_is_shadowed_like_the_json_endpoints(server, rollout_models):
+    roll(server, rollout_models, "boston", {"stable": "1", "shadow": "2"})
+    before, differences = shadow_counts(server, "boston"), difference_sum(server, "boston")
+    body = v2_boston([SAMPLE_FEATURES] * 3)
+    for _ in range(10):
+        response = httpx.post(server.url + "/v2/models/boston/infer", json=body, headers=FRESH)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == "1"
+    named = httpx.post(server.url + "/v2/models/boston/versions/1/infer", json=body)
+    assert named.json()["model_version"] == "1", "a version named in the path is never shadowed"
+    eventually(
+        lambda: shadow_counts(server, "boston").get("disagree", 0) - before.get("disagree", 0) >= 30
+    )
+    time.sleep(0.5)
+    after = shadow_counts(server, "boston")
+    assert after.get("disagree", 0) - before.get("disagree", 0) == 30, "one per row, 10 requests"
+    assert after.get("error", 0) == before.get("error", 0)
+    assert difference_sum(server, "boston") - differences == pytest.approx(30 * 1.0, rel=1e-4)
+    roll(server, rollout_models, "boston", {"stable": "1"})
 
 
 def test_an_invalid_rollout_fails_the_reload_and_the_previous_one_stays(server, rollout_models):

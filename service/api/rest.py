@@ -90,34 +90,37 @@ async def predictions(
     answers = await run_sized(partial(served.kind.answer, body, seen), cost)
     state.metrics.signals.record(served.name, served.version, seen)
     if then is not None:  # the shadow run, started off the response path
-        then(answers)
+        then(seen)
     reply = Answer(model=ModelRef(name=served.name, version=served.version), predictions=answers)
     return reply.model_dump_json(exclude_none=True).encode()
 
 
-Then = Callable[[list[BaseModel]], None]
+Then = Callable[[Signals], None]
 
 
 def shadowing(state: Any, served: ServedModel, body: Any, raw: bytes) -> Then | None:
     """When the rollout has a shadow and ``served`` answered as its stable version (the request
-    named no version, or ``stable``): a callback that hands the stable answers and the same
+    named no version, or ``stable``): a callback that hands what stable answered and the same
     input to the shadow runner (``service.rollout``). The shadow reads the raw body with its own
-    schema when its labels or features differ from stable's."""
+    schema when its labels or features differ from stable's, and checks its own limits."""
     if getattr(body, "version", None) not in (None, "stable"):
         return None
     shadow = state.registry.shadow(served)
     if shadow is None:
         return None
 
-    def shadow_input() -> Any:
+    def prepare() -> tuple[Callable[[Signals], Any], int]:
         if served.name in BOOK_REQUESTS:
             fit_for_book(served.name, shadow)
-            return body
-        if isinstance(body, shadow.kind.request_model):
-            return body
-        return shadow.kind.request_model.model_validate_json(raw)
+            parsed = body
+        elif isinstance(body, shadow.kind.request_model):
+            parsed = body
+        else:
+            parsed = shadow.kind.request_model.model_validate_json(raw)
+        _, cost = shadow.kind.check(parsed, state.limits)
+        return partial(shadow.kind.answer, parsed), cost
 
-    return lambda answers: state.shadows.submit(served, answers, shadow, shadow_input)
+    return lambda seen: state.shadows.submit(served, seen, shadow, prepare)
 
 
 # Predict routes take the ``Request`` and read ``app.state`` themselves rather than through

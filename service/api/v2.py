@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -317,6 +318,8 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     seen = Signals()
     outputs = await run_sized(partial(kind.v2_answer, given.name, batch, seen), cost)
     state.metrics.signals.record(served.name, served.version, seen)
+    if version in (None, "stable"):
+        shadowing(state, served, given, seen)
     reply: dict[str, Any] = {"model_name": name, "model_version": served.version}
     if body.id is not None:
         reply["id"] = body.id
@@ -329,6 +332,24 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         content, media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(header_length)},
     )  # fmt: skip
+
+
+def shadowing(state: Any, served: ServedModel, given: Tensor, seen: Signals) -> None:
+    """When the rollout has a shadow and ``served`` answered as its stable version: the shadow
+    runs on the same input tensor off the response path (``service.rollout``). It reads the
+    tensor with its own metadata and limits, so an input it does not take (``word_ids`` for a
+    model that reads only ``text``) counts as a shadow error."""
+    shadow = state.registry.shadow(served)
+    if shadow is None:
+        return
+
+    def prepare() -> tuple[Callable[[Signals], Any], int]:
+        tensor = one_input(shadow.kind, [given])
+        batch = shadow.kind.v2_batch(tensor, state.limits)
+        characters = sum(len(item) for item in batch) if tensor.datatype == "BYTES" else 0
+        return partial(shadow.kind.v2_answer, tensor.name, batch), text_cost(len(batch), characters)
+
+    state.shadows.submit(served, seen, shadow, prepare)
 
 
 def one_input(kind: Kind, tensors: list[Tensor]) -> Tensor:
