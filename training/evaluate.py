@@ -1,20 +1,33 @@
-"""Recompute a saved book model's test metrics from the data, the way the service will run it."""
+"""Recompute a saved model's test metrics from the data, the way the service will run it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from service.artifacts import MODEL_FILE, read_verified_metadata
+from service.tfidf import KIND as TFIDF_BAG
+from service.tfidf import TfidfBag
 from training.datasets import DataSource
-from training.recipes import BOOK
+from training.recipes import BOOK, IMPROVED
 
 
 def evaluate(folder: Path, source: DataSource) -> dict[str, float]:
-    """Load the artifact as the service does (hashes checked, safe mode) and score its test split."""
-    recipe = BOOK[read_verified_metadata(folder)["name"]]
+    """Load the artifact as the service does (hashes checked, safe mode) and score its test
+    split: a TF-IDF bag (version 2 of the text models) on the raw test texts through its own
+    vocabulary file, any other on the Keras split through its recipe's encoding."""
+    card = read_verified_metadata(folder)
     model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+    if card.get("preprocessing", {}).get("kind") == TFIDF_BAG:
+        from training.improved import score
+
+        split = IMPROVED[card["name"]].load(source)
+        bag = TfidfBag.read(folder, card["preprocessing"])
+        labels = np.asarray(split.y_test)
+        return score(model, bag, split.x_test, labels, binary=len(card["labels"]) == 2)
+    recipe = BOOK[card["name"]]
     split = recipe.load(source)
     x_test = recipe.output(source).inputs(split.x_test)
     recipe.compile(model)
