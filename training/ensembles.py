@@ -43,6 +43,23 @@ class RegressorSpec:
     """Dropout rate after every hidden layer (0: none). Identity when serving."""
     learning_rate: float = 0.001
     """RMSprop's learning rate (Keras' default is 0.001, the book's)."""
+    schedule: str = "constant"
+    """``constant``, or ``cosine``: the learning rate decays to 0 over the run (one cosine
+    half-wave), so the last epoch, the one served, is taken at rest instead of mid-step."""
+    ema: float = 0.0
+    """Polyak averaging: with a momentum here (0.999: about the last 1,000 steps), the weights
+    served, and those every epoch is measured with, are the optimizer's exponential moving
+    average of the trained ones (Keras' ``use_ema`` and ``SwapEMAWeights``), not the last
+    noisy step's. Keras' average starts from the initial weights without a bias correction, so
+    it lags for the first few thousand steps (a curve starts far above the plain one); the
+    epoch count is read from the curve as for any spec. 0: off."""
+    bootstrap: bool = False
+    """Bagging: each member trains on its own bootstrap sample of the rows (a with-replacement
+    draw of as many rows, given as per-member row weights), so the members differ by their data
+    as well as by their initial weights."""
+    target: str = "raw"
+    """``raw``, or ``log``: the members predict log(target), are trained there, and the served
+    model averages exp(member) (prices are right-skewed; errors become relative)."""
 
     def describe(self) -> dict[str, Any]:
         """The spec as plain values, for a model card or an experiments table."""
@@ -60,11 +77,27 @@ def _loss(spec: RegressorSpec) -> Any:
     raise ValueError(f"unknown loss {spec.loss!r}: use 'mse' or 'huber'")
 
 
+def _optimizer(spec: RegressorSpec, rows: int) -> Any:
+    import keras
+
+    averaging = {"use_ema": True, "ema_momentum": spec.ema} if spec.ema else {}
+    if spec.schedule == "constant":
+        return keras.optimizers.RMSprop(spec.learning_rate, **averaging)
+    if spec.schedule == "cosine":
+        steps = spec.epochs * -(-rows // spec.batch_size)
+        decay = keras.optimizers.schedules.CosineDecay(spec.learning_rate, steps)
+        return keras.optimizers.RMSprop(decay, **averaging)
+    raise ValueError(f"unknown schedule {spec.schedule!r}: use 'constant' or 'cosine'")
+
+
 def build(x_train: np.ndarray, spec: RegressorSpec, output: str, name: str,
           ) -> tuple[keras.Model, keras.Model]:  # fmt: skip
-    """The training model (K outputs, compiled) and the served model (their average, named
+    """The training model (K outputs, compiled, in the training space: log(target) for a log
+    target) and the served model (the average of the members in the target's unit, named
     ``output``), sharing every layer. The Normalization layer is named ``normalization``: the
     model card reads its statistics from there."""
+    if spec.target not in ("raw", "log"):
+        raise ValueError(f"unknown target {spec.target!r}: use 'raw' or 'log'")
     import keras
 
     x_train = np.asarray(x_train, dtype="float32")
@@ -83,8 +116,10 @@ def build(x_train: np.ndarray, spec: RegressorSpec, output: str, name: str,
                 x = keras.layers.Dropout(spec.dropout, name=f"member_{member}_dropout_{i}")(x)
         outputs.append(keras.layers.Dense(1, name=f"member_{member}_{output}")(x))
     training = keras.Model(features, outputs, name=f"{name}_members")
-    training.compile(optimizer=keras.optimizers.RMSprop(spec.learning_rate),
-                     loss=[_loss(spec)] * spec.members)  # fmt: skip
+    training.compile(optimizer=_optimizer(spec, len(x_train)), loss=[_loss(spec)] * spec.members)
+    if spec.target == "log":
+        outputs = [keras.layers.Activation("exponential", name=f"member_{member}_exp")(out)
+                   for member, out in enumerate(outputs, start=1)]  # fmt: skip
     averaged = keras.layers.Average(name=output)(outputs) if spec.members > 1 else outputs[0]
     return training, keras.Model(features, averaged, name=name)
 
@@ -108,25 +143,40 @@ def fit(x: np.ndarray, y: np.ndarray, spec: RegressorSpec, seed: int, output: st
     training, served = build(x, spec, output, name)
     history: dict[str, list[float]] = {"watch_mae": [], "watch_mae_first": []}
     callbacks = list(callbacks or [])
+    if spec.ema:  # first, so every other callback sees the averaged weights at an epoch's end
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if watch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: _watch(training, watch, history)
+            on_epoch_end=lambda epoch, logs: _watch(training, watch, history, spec)
         ))  # fmt: skip
     y = np.asarray(y, dtype="float32")
+    if spec.target == "log":
+        y = np.log(y)
     result = training.fit(np.asarray(x, dtype="float32"), [y] * spec.members, epochs=spec.epochs,
-                          batch_size=spec.batch_size, verbose=0, callbacks=callbacks)  # fmt: skip
+                          batch_size=spec.batch_size, verbose=0, callbacks=callbacks,
+                          sample_weight=bootstrap_weights(len(y), spec.members, seed)
+                          if spec.bootstrap else None)  # fmt: skip
     history["loss"] = [float(v) for v in result.history["loss"]]
     if watch is None:
         del history["watch_mae"], history["watch_mae_first"]
     return served, history
 
 
+def bootstrap_weights(rows: int, members: int, seed: int) -> list[np.ndarray]:
+    """Each member's bootstrap sample as row weights: how many times a with-replacement draw of
+    ``rows`` rows picked each row (mean 1, about 37 % of the rows at 0)."""
+    draws = np.random.default_rng(seed).integers(0, rows, size=(members, rows))
+    return [np.bincount(draw, minlength=rows).astype("float32") for draw in draws]
+
+
 def _watch(training: keras.Model, watch: tuple[np.ndarray, np.ndarray],
-           history: dict[str, list[float]]) -> None:  # fmt: skip
+           history: dict[str, list[float]], spec: RegressorSpec) -> None:  # fmt: skip
     """One epoch's MAE on the watched rows: of the members' average, and of the first member."""
     x, y = watch
     members = np.asarray(training(np.asarray(x, dtype="float32"), training=False))[..., 0]
     members = members.reshape(-1, len(x))  # (members, rows), also for a one-member model
+    if spec.target == "log":
+        members = np.exp(members)
     truth = np.asarray(y, dtype="float64")
     history["watch_mae"].append(float(np.mean(np.abs(members.mean(axis=0) - truth))))
     history["watch_mae_first"].append(float(np.mean(np.abs(members[0] - truth))))

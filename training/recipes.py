@@ -248,8 +248,8 @@ def train_boston(split: Split, seed: int, tensorboard: str | None = None, verbos
 
 # --- Boston housing, version 2: an averaged ensemble (issue 16) ----------------------------
 
-BOSTON_IMPROVED = RegressorSpec(hidden=(64, 64), members=5, epochs=195, batch_size=16,
-                                loss="huber", huber_delta=2.0)
+BOSTON_IMPROVED = RegressorSpec(hidden=(64, 64), members=5, epochs=270, batch_size=16,
+                                loss="huber", huber_delta=2.0, ema=0.999)
 """The version-2 Boston recipe, chosen by K-fold validation in ``experiments/boston/v2.md``
 (``python -m training.boston_variants``)."""
 
@@ -269,10 +269,14 @@ def train_boston_improved(split: Split, seed: int, tensorboard: str | None = Non
     compile_regressor(model)
     mse, mae = model.evaluate(np.asarray(split.x_test, dtype="float32"), split.y_test, verbose=0)
     member = "".join(f"Dense({units}, relu) → " for units in spec.hidden)
+    member += "Dense(1, linear)" + (" → exp (trained on log price)" if spec.target == "log" else "")
+    optimizer = f"rmsprop (learning rate {spec.learning_rate:g}"
+    optimizer += ", cosine decay to 0" if spec.schedule == "cosine" else ""
+    optimizer += f", weights served as their EMA, momentum {spec.ema:g})" if spec.ema else ")"
     recipe = {
-        "layers": ["Normalization", f"{spec.members} × ({member}Dense(1, linear))",
+        "layers": ["Normalization", f"{spec.members} × ({member})",
                    "Average" if spec.members > 1 else "(single network)"],
-        "optimizer": f"rmsprop (learning rate {spec.learning_rate:g})",
+        "optimizer": optimizer,
         "loss": spec.loss if spec.loss == "mse" else f"huber (delta {spec.huber_delta:g})",
         "metrics": ["mae"], "epochs": spec.epochs, "batch_size": spec.batch_size, "seed": seed,
         "ensemble": spec.describe(),
