@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from service.runtime import Runtime, dense_rows
+from service.runtime import Runtime
+from service.vectorize import rows_from_positions
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -190,4 +191,4 @@ class KerasRuntime(Runtime):
         """One forward pass over multi-hot rows of ``width`` given by their 1-positions."""
         if self.network is not None and self.network.reads_positions:
             return self.network.from_positions(positions)
-        return self(dense_rows(positions, width))
+        return self(rows_from_positions(positions, width))

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from service.vectorize import rows_from_positions
+
 ONNX_FILE = "model.onnx"
 
 PARITY_EPSILONS = 16
@@ -70,14 +72,6 @@ def parity_gap(expected: np.ndarray, served: np.ndarray) -> float | None:
     return None
 
 
-def dense_rows(positions: Sequence[np.ndarray], width: int) -> np.ndarray:
-    """Multi-hot rows of ``width`` from their 1-positions, as float32."""
-    rows = np.zeros((len(positions), width), dtype=np.float32)
-    for row, hot in zip(rows, positions):
-        row[hot] = 1.0
-    return rows
-
-
 class Runtime(ABC):
     """A model version's engine, as the kinds use it (see the module docstring)."""
 
@@ -104,8 +98,8 @@ class Runtime(ABC):
         ``DENSE_CHUNK`` rows at a time: a batch of 1,000 reviews never holds the whole 40 MB
         matrix, only 5 MB of it."""
         if len(positions) <= DENSE_CHUNK:
-            return self(dense_rows(positions, width))
-        return np.concatenate([self(dense_rows(positions[start : start + DENSE_CHUNK], width))
+            return self(rows_from_positions(positions, width))
+        return np.concatenate([self(rows_from_positions(positions[start : start + DENSE_CHUNK], width))
                                for start in range(0, len(positions), DENSE_CHUNK)])  # fmt: skip
 
 
@@ -177,7 +171,7 @@ def decode_rows(encoded: Mapping[str, Any], dtype: Any = np.float32) -> np.ndarr
     """The inverse of ``encode_rows``."""
     if "positions" in encoded:
         positions = [np.asarray(p, dtype=np.int64) for p in encoded["positions"]]
-        return dense_rows(positions, int(encoded["width"])).astype(dtype)
+        return rows_from_positions(positions, int(encoded["width"])).astype(dtype)
     return np.asarray(encoded["values"], dtype=dtype)
 
 

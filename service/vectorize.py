@@ -114,6 +114,8 @@ def multi_hot(sequences: Iterable[Sequence[int]], num_words: int = NUM_WORDS) ->
 
 
 def rows_from_positions(positions: Sequence[np.ndarray], num_words: int = NUM_WORDS) -> np.ndarray:
+    """Multi-hot float32 rows of width ``num_words`` from their 1-positions: what training
+    feeds the network, and what the runtimes build, a chunk at a time, to serve it."""
     rows = np.zeros((len(positions), num_words), dtype=np.float32)
     for row, hot in zip(rows, positions):
         row[hot] = 1.0

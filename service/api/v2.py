@@ -313,8 +313,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     except InputProblems as error:
         raise V2Error(400, "; ".join(map(_rendered, error.problems))) from None
     state.metrics.record_batch(served.name, served.version, len(batch))
-    characters = sum(len(item) for item in batch) if given.datatype == "BYTES" else 0
-    cost = text_cost(len(batch), characters)
+    cost = batch_cost(given, batch)
     seen = Signals()
     outputs = await run_sized(partial(kind.v2_answer, given.name, batch, seen), cost)
     state.metrics.signals.record(served.name, served.version, seen)
@@ -346,10 +345,16 @@ def shadowing(state: Any, served: ServedModel, given: Tensor, seen: Signals) -> 
     def prepare() -> tuple[Callable[[Signals], Any], int]:
         tensor = one_input(shadow.kind, [given])
         batch = shadow.kind.v2_batch(tensor, state.limits)
-        characters = sum(len(item) for item in batch) if tensor.datatype == "BYTES" else 0
-        return partial(shadow.kind.v2_answer, tensor.name, batch), text_cost(len(batch), characters)
+        return partial(shadow.kind.v2_answer, tensor.name, batch), batch_cost(tensor, batch)
 
     state.shadows.submit(served, seen, shadow, prepare)
+
+
+def batch_cost(tensor: Tensor, batch: list[Any]) -> int:
+    """What a V2 batch costs to answer (``service.api.offload``): its items, and for text its
+    characters."""
+    characters = sum(len(item) for item in batch) if tensor.datatype == "BYTES" else 0
+    return text_cost(len(batch), characters)
 
 
 def one_input(kind: Kind, tensors: list[Tensor]) -> Tensor:
