@@ -25,10 +25,10 @@ from pydantic import SecretStr  # noqa: E402
 from uvicorn.config import STARTUP_FAILURE  # noqa: E402
 
 from service.app import create_app  # noqa: E402
-from service.logs import logging_config  # noqa: E402
-from service.server import DrainingServer, exit_zero  # noqa: E402
+from service.observe.logs import logging_config  # noqa: E402
+from service.lifecycle.server import DrainingServer, exit_zero  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.supervisor import Supervisor  # noqa: E402
+from service.lifecycle.supervisor import Supervisor  # noqa: E402
 
 # The multi-worker contract with the app (set by the supervisor before any worker starts):
 RUN_DIR = "KERAS_SERVING_RUN_DIR"  # this run's folder: metrics/ (Prometheus), workers/ (status)
@@ -46,12 +46,12 @@ def main() -> None:
         "host": settings.host,
         "port": settings.port,
         "log_config": logging_config(settings.log_level),
-        "access_log": False,  # service.middleware writes one structured line per request
+        "access_log": False,  # service.api.middleware writes one structured line per request
         "server_header": False,
         "timeout_graceful_shutdown": settings.graceful_timeout,
         "loop": settings.event_loop.value,
     }
-    # The server drains on SIGTERM (service.server), then re-raises the signal with the handler
+    # The server drains on SIGTERM (service.lifecycle.server), then re-raises the signal with the handler
     # it found at start; make that handler a clean exit, so a drained stop exits 0.
     signal.signal(signal.SIGTERM, exit_zero)
     if settings.workers > 1:
@@ -68,7 +68,7 @@ def main() -> None:
 
 
 def serve_workers(workers: int, common: dict[str, Any]) -> int:
-    """Run ``workers`` worker processes under ``service.supervisor.Supervisor``; the exit code.
+    """Run ``workers`` worker processes under ``service.lifecycle.supervisor.Supervisor``; the exit code.
 
     A fresh run directory (under /tmp, writable in the container) holds what the workers
     share: ``metrics/`` (unless PROMETHEUS_MULTIPROC_DIR is set already) and ``workers/``. It

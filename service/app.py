@@ -22,19 +22,19 @@ from service.api.modeldocs import document_limits, model_paths
 from service.api.operations import operations
 from service.api.rest import PredictLane, rest
 from service.api.v2 import V2Error, document_infer, v2, v2_error
-from service.content_type import RequireJson
+from service.api.content_type import RequireJson
 from service.kinds.base import Limits
-from service.logs import AccessLog
-from service.memory import release_free_memory
-from service.metrics import Metrics
-from service.middleware import RequestContext
-from service.payloads import PayloadCapture, PayloadLog
-from service.poll import Poller
-from service.registry import ModelUnavailable, Registry, UnknownModel, VersionNotServed
-from service.reload import Reloader
-from service.rollout import ShadowRunner
+from service.observe.logs import AccessLog
+from service.lifecycle.memory import release_free_memory
+from service.observe.metrics import Metrics
+from service.api.middleware import RequestContext
+from service.observe.payloads import PayloadCapture, PayloadLog
+from service.lifecycle.poll import Poller
+from service.serving.registry import ModelUnavailable, Registry, UnknownModel, VersionNotServed
+from service.lifecycle.reload import Reloader
+from service.serving.rollout import ShadowRunner
 from service.settings import RequireModels, Settings
-from service.workers import WorkerGroup
+from service.lifecycle.workers import WorkerGroup
 
 logger = logging.getLogger("service.app")
 
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
-        # Our metrics are Prometheus' (service.metrics); FastAPI's OpenTelemetry hooks would
+        # Our metrics are Prometheus' (service.observe.metrics); FastAPI's OpenTelemetry hooks would
         # look for providers on every request (about 2% of a request's CPU, measured).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
@@ -139,7 +139,7 @@ def openapi_with_models(app: FastAPI, base: Any) -> dict[str, Any]:
     """FastAPI's document plus a typed ``/NAME/predict`` for every served model that has no
     route of its own, the V2 request the served models take, and the configured limits
     (MAX_BATCH_SIZE, MAX_TEXT_CHARS) in every request schema, so a request the document calls
-    valid is one this server accepts. A reload clears the cache (``service.reload``), so it
+    valid is one this server accepts. A reload clears the cache (``service.lifecycle.reload``), so it
     follows the models."""
     if app.openapi_schema is None:
         schema = base()

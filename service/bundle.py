@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.artifacts import model_folders, version_folders
-from service.rollout import ROLLOUT_FILE, RolloutFile
+from service.contract.artifacts import model_folders, version_folders
+from service.serving.rollout import ROLLOUT_FILE, RolloutFile
 
 
 def bundled_versions(model_folder: Path) -> dict[int, Path]:

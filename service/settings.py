@@ -26,7 +26,7 @@ class RequireModels(str, Enum):
 
 
 class PayloadInputs(str, Enum):
-    """How the payload log writes a request's inputs (``service.payloads``)."""
+    """How the payload log writes a request's inputs (``service.observe.payloads``)."""
 
     hash = "hash"
     truncate = "truncate"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.artifacts import METADATA_FILE, MODEL_FILE, write_metadata
-from service.runtime import reference_feeds
+from service.contract.artifacts import METADATA_FILE, MODEL_FILE, write_metadata
+from service.engine.runtime import reference_feeds
 from training.onnx import write_onnx
 
 

@@ -51,8 +51,8 @@ def test_imdb_text_alone_equals_the_same_text_inside_a_batch(api):
 
 
 def test_imdb_word_id_sequence_equals_its_raw_text(api, artifacts):
-    from service.artifacts import read_word_index
-    from service.vectorize import WordIndex
+    from service.contract.artifacts import read_word_index
+    from service.contract.vectorize import WordIndex
 
     sequence = WordIndex(read_word_index(artifacts["imdb"])).encode(GOOD)
     by_text = post(api, "/imdb/predict", {"text": GOOD}).json()["predictions"][0]

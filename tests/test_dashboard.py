@@ -92,7 +92,7 @@ def exported_series(text: str) -> set[str]:
 
 
 def test_every_dashboard_query_names_a_metric_the_service_exports(tmp_path, models):
-    pytest.importorskip("service.rollout", reason="the rollout (shadow) part is not there yet")
+    pytest.importorskip("service.serving.rollout", reason="the rollout (shadow) part is not there yet")
     for name in ("imdb", "boston"):
         add_version_2(models, name)
     env = {"WORKERS": "2", "MODELS_DIR": str(models), "ACCESS_LOG": "false", "ADMIN_TOKEN": TOKEN}

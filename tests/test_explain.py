@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from service.api.book import FEATURE_NAMES, SAMPLE_FEATURES
-from service.artifacts import read_word_index
-from service.registry import load_model
-from service.vectorize import WordIndex, hot_positions
+from service.contract.artifacts import read_word_index
+from service.serving.registry import load_model
+from service.contract.vectorize import WordIndex, hot_positions
 
 POSITIVE = (
     "An excellent film. The acting is wonderful, the story is moving and the score is superb; "

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.artifacts import METADATA_FILE, MODEL_FILE, write_metadata
-from service.runtime import ONNX_FILE
+from service.contract.artifacts import METADATA_FILE, MODEL_FILE, write_metadata
+from service.engine.runtime import ONNX_FILE
 from tests.serverproc import running_server, start_server, wait_until_ready
 
 
@@ -135,7 +135,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tmp_path, models_
     time.sleep(0.5)  # all four are sent and being served (each batch takes ~0.5 s here)
     server.process.send_signal(signal.SIGTERM)
     # Draining: new connections are refused as soon as the server has taken the ones already in
-    # the kernel's queue (service/server.py); one that slips in before that is still answered.
+    # the kernel's queue (service/lifecycle/server.py); one that slips in before that is still answered.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.artifacts import MODEL_FILE, read_verified_metadata, read_word_index, sha256_file
-from service.vectorize import WordIndex, multi_hot
+from service.contract.artifacts import MODEL_FILE, read_verified_metadata, read_word_index, sha256_file
+from service.contract.vectorize import WordIndex, multi_hot
 from training.cli import main
 from training.fit import vocabulary
 

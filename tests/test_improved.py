@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.tfidf import PAD_ID, TfidfBag, pad, terms_of
+from service.contract.tfidf import PAD_ID, TfidfBag, pad, terms_of
 from tests.conftest import REPO, SHARED_DATA
 from tests.serverproc import running_server
 
@@ -116,7 +116,7 @@ def reuters_test_texts() -> tuple[list[str], np.ndarray]:
 def served(tmp_path_factory, models_dir: Path) -> httpx.Client:
     """A real server over version 1 of the book models plus the version-2 text models."""
     from service.api.book import BOOK_MODELS
-    from service.artifacts import version_folders
+    from service.contract.artifacts import version_folders
 
     models = tmp_path_factory.mktemp("improved") / "models"
     for name in BOOK_MODELS:

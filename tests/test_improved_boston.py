@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from service.api.book import SAMPLE_FEATURES
-from service.artifacts import MODEL_FILE
-from service.registry import PARITY_EPSILONS
+from service.contract.artifacts import MODEL_FILE
+from service.serving.registry import PARITY_EPSILONS
 from tests.conftest import KERAS_DATA, MODELS_DIR, REPO
 from tests.serverproc import running_server
 from training.datasets import DataSource, load_boston

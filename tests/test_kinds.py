@@ -12,7 +12,7 @@ from service.kinds.base import InputProblems, Limits
 from service.kinds.table import prediction_model
 from service.kinds.table import request_model as table_request
 from service.kinds.text import request_model as text_request
-from service.registry import load_model
+from service.serving.registry import load_model
 
 LIMITS = Limits(max_batch_size=3, max_text_chars=20)
 

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.registry import PARITY_EPSILONS
+from service.serving.registry import PARITY_EPSILONS
 from tests.serverproc import REPO, running_server
 
 pytest.importorskip("tensorflow", reason="fitting needs TensorFlow (the train extra)")

@@ -1,5 +1,5 @@
 """Serving runs ONNX Runtime on each version's model.onnx and never imports TensorFlow, Keras, or
-the jax and scipy that Keras' numpy backend would bring (see service/runtime.py)."""
+the jax and scipy that Keras' numpy backend would bring (see service/engine/runtime.py)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from service.api.book import SAMPLE_FEATURES, SAMPLE_NEWSWIRE, SAMPLE_REVIEW
-from service.artifacts import MODEL_FILE, read_word_index
-from service.registry import PARITY_EPSILONS
-from service.vectorize import WordIndex, multi_hot
+from service.contract.artifacts import MODEL_FILE, read_word_index
+from service.serving.registry import PARITY_EPSILONS
+from service.contract.vectorize import WordIndex, multi_hot
 
 CLIENTS = 32
 REQUESTS = 20_000

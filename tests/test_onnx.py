@@ -1,5 +1,5 @@
 """ONNX export in training and ONNX Runtime on the serving path (``training.onnx``,
-``service.runtime``, ``service.registry.open_runtime``).
+``service.engine.runtime``, ``service.serving.registry.open_runtime``).
 
 * every written version folder gets ``model.onnx``, checked against the Keras model on real rows,
   and a card that lists it and records reference rows;
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.artifacts import METADATA_FILE, MODEL_FILE, ArtifactError, sha256_file, write_metadata
-from service.registry import load_model
-from service.runtime import ONNX_FILE, OnnxRuntime, parity_gap, reference_feeds
-from service.vectorize import multi_hot
+from service.contract.artifacts import METADATA_FILE, MODEL_FILE, ArtifactError, sha256_file, write_metadata
+from service.serving.registry import load_model
+from service.engine.runtime import ONNX_FILE, OnnxRuntime, parity_gap, reference_feeds
+from service.contract.vectorize import multi_hot
 from tests.conftest import REPO
 from training.datasets import DataSource, load_boston, load_imdb, load_reuters
 
@@ -219,8 +219,8 @@ NO_KERAS = """
 import sys
 sys.modules["keras"] = None  # as if Keras were not installed: `import keras` raises ImportError
 from pathlib import Path
-from service.artifacts import ArtifactError
-from service.registry import load_model
+from service.contract.artifacts import ArtifactError
+from service.serving.registry import load_model
 try:
     load_model(Path(sys.argv[1]), "imdb")
 except ArtifactError as error:
@@ -254,7 +254,7 @@ def test_the_serving_install_leaves_keras_to_the_keras_extra():
 
 def test_a_big_batch_of_multi_hot_rows_runs_in_chunks_with_the_same_outputs(models_dir, real_rows):
     # 200 real reviews and 100 more: past DENSE_CHUNK, so from_positions runs three chunks.
-    from service.runtime import DENSE_CHUNK
+    from service.engine.runtime import DENSE_CHUNK
 
     rows = np.vstack([real_rows["imdb"], real_rows["imdb"][:100]])
     positions = [np.flatnonzero(row) for row in rows]

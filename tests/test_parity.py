@@ -1,6 +1,6 @@
 """Train/serve parity on the real data.
 
-* raw text → service.vectorize gives exactly the Keras sequence, for every IMDB test review and
+* raw text → service.contract.vectorize gives exactly the Keras sequence, for every IMDB test review and
   every Reuters newswire;
 * the API's answers on raw text equal the offline Keras model's on the Keras sequences;
 * the committed models give the same outputs on both serving engines (ONNX Runtime on
@@ -18,10 +18,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from service.artifacts import MODEL_FILE, read_word_index
-from service.registry import PARITY_EPSILONS
-from service.runtime import ONNX_FILE, OnnxRuntime
-from service.vectorize import NUM_WORDS, WordIndex, multi_hot
+from service.contract.artifacts import MODEL_FILE, read_word_index
+from service.serving.registry import PARITY_EPSILONS
+from service.engine.runtime import ONNX_FILE, OnnxRuntime
+from service.contract.vectorize import NUM_WORDS, WordIndex, multi_hot
 from tests.conftest import SHARED_DATA
 from training.datasets import DataSource, keras_sequences, load_boston, load_npz, load_reuters
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from service.app import create_app
-from service.payloads import TRUNCATE_CHARS, PayloadCapture, PayloadLog, predict_target
+from service.observe.payloads import TRUNCATE_CHARS, PayloadCapture, PayloadLog, predict_target
 from service.settings import PayloadInputs, Settings
 from tests.serverproc import running_server
 

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from service.api.book import SAMPLE_FEATURES, SAMPLE_REVIEW
-from service.rollout import ROLLOUT_FILE, Rollout, RolloutFile, bucket, compared, read_file, settle
-from service.signals import Signals
+from service.serving.rollout import ROLLOUT_FILE, Rollout, RolloutFile, bucket, compared, read_file, settle
+from service.observe.drift import Signals
 from tests.derived import add_a_thousand_dollars, derive_version
 from tests.serverproc import Server, running_server
 
@@ -357,7 +357,7 @@ def test_a_new_rollout_is_applied_by_every_worker_after_a_reload(server, rollout
 
 
 def test_at_first_start_a_broken_rollout_is_reported_and_the_highest_version_serves(models):
-    from service.registry import Registry
+    from service.serving.registry import Registry
 
     (models / "boston" / ROLLOUT_FILE).write_text(
         '{"stable": "1", "canary": "1", "canary_percent": 5}'
@@ -371,8 +371,8 @@ def test_at_first_start_a_broken_rollout_is_reported_and_the_highest_version_ser
 
 
 def test_the_poller_notices_a_changed_rollout_but_does_not_retry_a_broken_one(models):
-    from service.poll import scan_disk, what_changed
-    from service.registry import Registry
+    from service.lifecycle.poll import scan_disk, what_changed
+    from service.serving.registry import Registry
 
     path = models / "boston" / ROLLOUT_FILE
     path.write_text('{"stable": "1"}')

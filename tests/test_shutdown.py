@@ -2,7 +2,7 @@
 
 The scenario of issue 13: 40 clients each POST a batch of 1,000 reviews (1.3 MB); SIGTERM comes
 0.3 s after they start, once every body has been sent. Plain uvicorn answered 19 of them and
-closed the other 21 connections unanswered; ``service.server.DrainingServer`` answers all 40.
+closed the other 21 connections unanswered; ``service.lifecycle.server.DrainingServer`` answers all 40.
 """
 
 from __future__ import annotations

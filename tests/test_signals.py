@@ -16,9 +16,9 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.artifacts import read_word_index
-from service.signals import Signals, target_buckets
-from service.vectorize import INDEX_FROM
+from service.contract.artifacts import read_word_index
+from service.observe.drift import Signals, target_buckets
+from service.contract.vectorize import INDEX_FROM
 from tests.serverproc import running_server
 
 FRESH = {"Connection": "close"}
@@ -182,7 +182,7 @@ def test_value_buckets_spread_over_the_card_target_range_with_a_step_either_side
 def test_a_batch_observed_at_once_gives_the_histogram_of_observing_each_value():
     from prometheus_client import CollectorRegistry, Histogram
 
-    from service.signals import observe_all
+    from service.observe.drift import observe_all
 
     values = [0, 0.01, 0.5, 0.3, 1.0, 7, 5, 0.0099, 0.01, 12.5] * 7
 

@@ -1,4 +1,4 @@
-"""V2 tensors (``service.tensors``): both encodings, and every malformed request a 400, never a 500."""
+"""V2 tensors (``service.api.tensors``): both encodings, and every malformed request a 400, never a 500."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from service.tensors import Tensor, TensorError, decode_inputs, encode_response, parse_request
+from service.api.tensors import Tensor, TensorError, decode_inputs, encode_response, parse_request
 
 
 def request(*inputs: dict, header: str | None = None, binary: bytes = b"") -> list[Tensor]:

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from service.artifacts import MODEL_FILE, ArtifactError, read_verified_metadata
+from service.contract.artifacts import MODEL_FILE, ArtifactError, read_verified_metadata
 from training.datasets import DataSource, Split, load_boston
 
 TOLERANCE = {"imdb": 0.002, "reuters": 0.002, "boston": 0.05}

@@ -1,11 +1,11 @@
-"""The text rules of service/vectorize.py, shared by training and serving."""
+"""The text rules of service/contract/vectorize.py, shared by training and serving."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot, tokenize
+from service.contract.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot, tokenize
 
 # ranks as in a Keras word index: 1 is the most frequent word
 WORD_INDEX = {"the": 1, "film": 2, "br": 3, "great": 4, "Ángela": 5, "don't": 6, "café": 7, "rare": 9_998}

@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from service.api.book import SAMPLE_REVIEW
-from service.poll import DiskScan, scan_disk, what_changed
-from service.registry import Registry, ServedModel
-from service.workers import WorkerGroup, WorkersDidNotApply
+from service.lifecycle.poll import DiskScan, scan_disk, what_changed
+from service.serving.registry import Registry, ServedModel
+from service.lifecycle.workers import WorkerGroup, WorkersDidNotApply
 from tests.derived import derive_version, flip_sentiment
 from tests.serverproc import REPO, Server, running_server
 
@@ -190,7 +190,7 @@ def test_metrics_of_several_processes_add_up_in_any_one_of_them(tmp_path):
     """prometheus-client's multiprocess mode, as the workers use it: two processes count, a
     third scrapes; the gauges combine as documented (ready: the minimum over live workers)."""
     script = (
-        "import sys; from service.metrics import Metrics; from service.registry import Registry\n"
+        "import sys; from service.observe.metrics import Metrics; from service.serving.registry import Registry\n"
         "m = Metrics(); m.record_batch('imdb', '1', int(sys.argv[1]))\n"
         "m.model_ready.labels('imdb').set(int(sys.argv[2]))\n"
         "from prometheus_client import generate_latest\n"

@@ -3,7 +3,7 @@ model's input, and the model's output into an answer.
 
 Every card names its ``"kind"``; the service reads the rest of the card by it:
 
-* ``text-classifier``: raw text goes through ``service.vectorize`` (tokenize, word ids from
+* ``text-classifier``: raw text goes through ``service.contract.vectorize`` (tokenize, word ids from
   ``word_index.json`` beside the card, multi-hot of width ``num_words``) into the input layer
   ``multi_hot``. ``labels`` names the classes: with two, the network ends in one sigmoid unit
   giving P(``labels[1]``); with more, in a softmax over the labels in their order.
@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from service.artifacts import WORD_INDEX_FILE
-from service.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID, multi_hot
+from service.contract.artifacts import WORD_INDEX_FILE
+from service.contract.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID, multi_hot
 from training.datasets import Column
 
 TEXT_CLASSIFIER = "text-classifier"
@@ -35,7 +35,7 @@ TABLE_REGRESSOR = "table-regressor"
 
 
 def text_preprocessing(word_index: dict[str, int], num_words: int = NUM_WORDS) -> dict[str, Any]:
-    """How raw text becomes the model's input, as ``service.vectorize`` will do it."""
+    """How raw text becomes the model's input, as ``service.contract.vectorize`` will do it."""
     return {
         "kind": "multi-hot", "num_words": num_words, "index_from": INDEX_FROM,
         "start_id": START_ID, "oov_id": OOV_ID, "word_index_size": len(word_index),

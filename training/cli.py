@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.artifacts import ArtifactError
+from service.contract.artifacts import ArtifactError
 from training.datasets import DATA_DIR_VARIABLE, DataError
 from training.recipes import BOOK, RECIPES
 
@@ -119,7 +119,7 @@ def run_train(args: argparse.Namespace) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from service.artifacts import version_folder
+    from service.contract.artifacts import version_folder
     from training.evaluate import evaluate
 
     folder = version_folder(args.models / args.name, args.version)

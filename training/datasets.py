@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.artifacts import sha256_file
-from service.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID
+from service.contract.artifacts import sha256_file
+from service.contract.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID
 
 SEED = 113
 TEST_SPLIT = 0.2

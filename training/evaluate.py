@@ -7,9 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from service.artifacts import MODEL_FILE, read_verified_metadata
-from service.tfidf import KIND as TFIDF_BAG
-from service.tfidf import TfidfBag
+from service.contract.artifacts import MODEL_FILE, read_verified_metadata
+from service.contract.tfidf import KIND as TFIDF_BAG
+from service.contract.tfidf import TfidfBag
 from training.datasets import DataSource
 from training.recipes import BOOK, IMPROVED
 

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from service.vectorize import multi_hot  # noqa: E402
+from service.contract.vectorize import multi_hot  # noqa: E402
 from training.datasets import DataSource, load_boston, load_imdb, load_reuters  # noqa: E402
 from training.recipes import (  # noqa: E402
     build_imdb_model,

@@ -1,4 +1,4 @@
-"""Write a trained model as a self-contained version folder (format: ``service/artifacts.py``).
+"""Write a trained model as a self-contained version folder (format: ``service/contract/artifacts.py``).
 
 ``write_version`` is the one writer: the book's models (``write_artifact``) and the models
 fitted on a user's own file (``training.fit``) both go through it, so both kinds of folder look
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.artifacts import MODEL_FILE, ArtifactError, is_version, version_folders, write_metadata
+from service.contract.artifacts import MODEL_FILE, ArtifactError, is_version, version_folders, write_metadata
 from training.cards import Output
 from training.datasets import DataSource, Split
 from training.onnx import CHECK_ROWS, Rows, write_onnx

@@ -11,7 +11,7 @@ return a :class:`Plan`; :func:`fit` then
 2. refits the network from scratch, with the same seed, on all the training rows for that many
    epochs;
 3. computes the test figures in float64 NumPy from the model's predictions on exactly the input
-   the service builds from the same rows (for text: the raw texts through ``service.vectorize``),
+   the service builds from the same rows (for text: the raw texts through ``service.contract.vectorize``),
    so a client scoring those rows through the API gets the same figures. The test rows are the
    ``--test`` file, or else a seeded 20 % of the data never used for training; the card says which;
 4. writes the version folder as the book's models are written (``export.write_version``).
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from service.artifacts import MODEL_NAME, RESERVED_NAMES, sha256_file
-from service.vectorize import INDEX_FROM, NUM_WORDS, WordIndex, tokenize
+from service.contract.artifacts import MODEL_NAME, RESERVED_NAMES, sha256_file
+from service.contract.vectorize import INDEX_FROM, NUM_WORDS, WordIndex, tokenize
 from training.cards import TableRegressor, TextClassifier
 from training.datasets import Column, DataError
 from training.export import card_heading, next_version, write_version

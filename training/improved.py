@@ -1,4 +1,4 @@
-"""The version-2 text networks: a TF-IDF bag of words and word pairs (``service.tfidf``) read by
+"""The version-2 text networks: a TF-IDF bag of words and word pairs (``service.contract.tfidf``) read by
 an embedding bag, then Dense layers (issue 16: IMDB ≥ 0.905, Reuters ≥ 0.82 on the raw test sets).
 
 The network has two inputs, ``terms`` (int32 ids, ``(batch, length)``) and ``weights`` (float32,
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.tfidf import VOCABULARY_FILE, TfidfBag
+from service.contract.tfidf import VOCABULARY_FILE, TfidfBag
 from training.improved_data import TextSplit, dense_batch
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from service.artifacts import sha256_file
+from service.contract.artifacts import sha256_file
 from training.datasets import SEED, DataError, DataSource
 
 RAW_FILES = {

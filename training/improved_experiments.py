@@ -3,7 +3,7 @@ tried, and version 2, each over several seeds, as one Markdown table (issue 16).
 
 Every figure is measured on the full raw test set the API answers on: version 1 on Keras'
 word-id sequences, which the raw texts reproduce exactly (``tests/test_parity.py``), version 2
-on raw text through ``service.tfidf``. Validation accuracy is on the held-out training rows
+on raw text through ``service.contract.tfidf``. Validation accuracy is on the held-out training rows
 each recipe early-stops on (version 1's IMDB recipe holds none out: "—").
 
 Variants are named ``key=value`` changes of the version-2 recipe (``training.improved.BagRecipe``)

@@ -1,4 +1,4 @@
-"""Export a trained Keras model as ``model.onnx``, the file serving runs (``service.runtime``).
+"""Export a trained Keras model as ``model.onnx``, the file serving runs (``service.engine.runtime``).
 
 ``model.keras`` stays the artifact of record; the ONNX file is derived from it, here, with
 Keras' own exporter, and is only written once ONNX Runtime reproduces the TensorFlow model on
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.artifacts import METADATA_FILE, MODEL_FILE, ArtifactError, sha256_file, write_metadata
-from service.runtime import (
+from service.contract.artifacts import METADATA_FILE, MODEL_FILE, ArtifactError, sha256_file, write_metadata
+from service.engine.runtime import (
     ONNX_FILE,
     PARITY_EPSILONS,
     OnnxRuntime,

@@ -4,7 +4,7 @@ and described on its model card.
 
 Each ``train_*`` function reproduces the book's final model and returns it with what its model
 card needs: the recipe in words, the per-epoch history and the test metrics. Text inputs go
-through ``service.vectorize`` exactly as served requests do.
+through ``service.contract.vectorize`` exactly as served requests do.
 
 Keras is imported inside the functions that need it, not here: the command line reads
 :data:`BOOK` for its choices, and ``fit`` checks a user's file, without paying TensorFlow's
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.vectorize import NUM_WORDS, multi_hot
+from service.contract.vectorize import NUM_WORDS, multi_hot
 from training.cards import Derived, Output, TableRegressor, TextClassifier
 from training.datasets import (
     BOSTON_FEATURES,

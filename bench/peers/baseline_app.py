@@ -4,7 +4,7 @@ This is what a reader of *Deep Learning with Python* would most likely write to 
 chapter-3 networks: load each ``.keras`` file with ``keras.saving.load_model`` (TensorFlow
 backend, Keras' default), turn the request into the multi-hot input and call ``model.predict(x)``
 in a plain FastAPI route, once per request. It serves the project's committed models with the
-project's own preprocessing (``service.vectorize``, imported through ``PYTHONPATH``; Boston's
+project's own preprocessing (``service.contract.vectorize``, imported through ``PYTHONPATH``; Boston's
 normalization is inside ``model.keras``) and speaks the same JSON as ``python -m service``:
 
 * ``POST /imdb/predict``    ``{"text": str}`` | ``{"texts": [str]}``
@@ -36,8 +36,8 @@ import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from service.artifacts import version_folder
-from service.vectorize import NUM_WORDS, WordIndex, multi_hot
+from service.contract.artifacts import version_folder
+from service.contract.vectorize import NUM_WORDS, WordIndex, multi_hot
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
 

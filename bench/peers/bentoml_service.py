@@ -5,7 +5,7 @@ One ``@bentoml.service`` holds the three networks (TensorFlow backend, loaded wi
 calls ``model.predict_on_batch`` on the batch BentoML's dispatcher assembles from concurrent
 requests (adaptive batching, BentoML's defaults: ``max_batch_size=100``, ``max_latency_ms=60000``;
 a larger request is split into chunks by the dispatcher). Preprocessing is the project's own
-``service.vectorize`` (through ``PYTHONPATH``); Boston's normalization is inside ``model.keras``.
+``service.contract.vectorize`` (through ``PYTHONPATH``); Boston's normalization is inside ``model.keras``.
 
 BentoML exposes each method under its own name, with its parameters as the JSON keys, and a
 batchable method answers with the list of per-input results, so the requests are:
@@ -37,8 +37,8 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from service.artifacts import version_folder
-from service.vectorize import NUM_WORDS, WordIndex, multi_hot
+from service.contract.artifacts import version_folder
+from service.contract.vectorize import NUM_WORDS, WordIndex, multi_hot
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
 TOP_K = 3

@@ -1,8 +1,8 @@
 """The limit of the stack: a bare ASGI callable under uvicorn doing what ours does per request,
 and nothing else.
 
-It reads the JSON body, tokenizes the review with the shared ``service/vectorize.py``, runs the
-same ONNX Runtime session (``service/runtime.py`` on the committed ``model.onnx``), and writes the
+It reads the JSON body, tokenizes the review with the shared ``service/contract/vectorize.py``, runs the
+same ONNX Runtime session (``service/engine/runtime.py`` on the committed ``model.onnx``), and writes the
 same JSON answer. No framework, no validation, no metrics, no logs. Whatever our server costs
 beyond this probe is what our own layers add; ``bench/run.py`` runs it beside ours in every run.
 
@@ -15,9 +15,9 @@ import json
 import os
 from pathlib import Path
 
-from service.artifacts import read_word_index, version_folders
-from service.runtime import ONNX_FILE, OnnxRuntime
-from service.vectorize import WordIndex, hot_positions
+from service.contract.artifacts import read_word_index, version_folders
+from service.engine.runtime import ONNX_FILE, OnnxRuntime
+from service.contract.vectorize import WordIndex, hot_positions
 
 MODELS = Path(os.environ.get("MODELS_DIR", "models"))
 IMDB = version_folders(MODELS / "imdb")[max(version_folders(MODELS / "imdb"))]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.schemas import ErrorResponse, ReloadReport
-from service.workers import SupervisorGone, WorkersDidNotApply
+from service.lifecycle.workers import SupervisorGone, WorkersDidNotApply
 
 bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, create_model
 
 from service.api.rest import PREDICT_ERRORS
 from service.kinds.base import Limits, ModelRef
-from service.registry import Registry
+from service.serving.registry import Registry
 
 REF = "#/components/schemas/{model}"
 

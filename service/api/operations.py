@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.schemas import ErrorResponse, ModelList, ModelSummary, Readiness, VersionSummary
-from service.metrics import Metrics
-from service.registry import Registry
+from service.observe.metrics import Metrics
+from service.serving.registry import Registry
 
 
 async def get_registry(request: Request) -> Registry:

@@ -36,18 +36,18 @@ from service.api.book import (
     ReutersRequest,
     ReutersResponse,
 )
-from service.api.offload import run_sized
+from service.serving.offload import run_sized
 from service.api.schemas import Answer, ErrorResponse, ValidationErrorResponse
 from service.kinds.base import InputProblems, ModelRef
-from service.registry import (
+from service.serving.registry import (
     ModelUnavailable,
     Registry,
     ServedModel,
     UnknownModel,
     VersionNotServed,
 )
-from service.rollout import ROUTING_HEADER
-from service.signals import Signals
+from service.serving.rollout import ROUTING_HEADER
+from service.observe.drift import Signals
 
 PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid UTF-8 or cannot be read."},
@@ -101,7 +101,7 @@ Then = Callable[[Signals], None]
 def shadowing(state: Any, served: ServedModel, body: Any, raw: bytes) -> Then | None:
     """When the rollout has a shadow and ``served`` answered as its stable version (the request
     named no version, or ``stable``): a callback that hands what stable answered and the same
-    input to the shadow runner (``service.rollout``). The shadow reads the raw body with its own
+    input to the shadow runner (``service.serving.rollout``). The shadow reads the raw body with its own
     schema when its labels or features differ from stable's, and checks its own limits."""
     if getattr(body, "version", None) not in (None, "stable"):
         return None
@@ -283,7 +283,7 @@ class PredictLane:
 
 
 def routing_key(scope: Scope) -> str | None:
-    """The ``X-Routing-Key`` header of a request, if any (``service.rollout``)."""
+    """The ``X-Routing-Key`` header of a request, if any (``service.serving.rollout``)."""
     for header, value in scope.get("headers", ()):
         if header.lower() == b"x-routing-key":
             return value.decode("latin-1")

@@ -3,7 +3,7 @@
 Any V2 client (``tritonclient.http``, KServe's ``InferenceRESTClient``, plain curl) can use
 every served model unchanged. The request path is the JSON API's: registry → the model's kind
 (limits, preprocessing, one forward pass, labels); only the envelope differs
-(``service.tensors``). Each kind names its tensors (``-1``: any size):
+(``service.api.tensors``). Each kind names its tensors (``-1``: any size):
 
 * text classifier: input ``text`` BYTES [-1] or ``word_ids`` INT64 [-1, -1] (Keras ids, 0
   padding); outputs ``probability`` FP32 [-1, 1] (two labels) or ``probabilities`` FP32
@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from service.api.offload import run_sized
+from service.serving.offload import run_sized
 from service.kinds.base import (
     MAX_FEATURE,
     MAX_WORD_ID,
@@ -38,16 +38,16 @@ from service.kinds.base import (
     TensorSpec,
     text_cost,
 )
-from service.registry import (
+from service.serving.registry import (
     ModelUnavailable,
     Registry,
     ServedModel,
     UnknownModel,
     VersionNotServed,
 )
-from service.rollout import ROUTING_HEADER
-from service.signals import Signals
-from service.tensors import (
+from service.serving.rollout import ROUTING_HEADER
+from service.observe.drift import Signals
+from service.api.tensors import (
     HEADER_LENGTH,
     InferenceRequest,
     Tensor,
@@ -335,7 +335,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
 
 def shadowing(state: Any, served: ServedModel, given: Tensor, seen: Signals) -> None:
     """When the rollout has a shadow and ``served`` answered as its stable version: the shadow
-    runs on the same input tensor off the response path (``service.rollout``). It reads the
+    runs on the same input tensor off the response path (``service.serving.rollout``). It reads the
     tensor with its own metadata and limits, so an input it does not take (``word_ids`` for a
     model that reads only ``text``) counts as a shadow error."""
     shadow = state.registry.shadow(served)
@@ -351,7 +351,7 @@ def shadowing(state: Any, served: ServedModel, given: Tensor, seen: Signals) -> 
 
 
 def batch_cost(tensor: Tensor, batch: list[Any]) -> int:
-    """What a V2 batch costs to answer (``service.api.offload``): its items, and for text its
+    """What a V2 batch costs to answer (``service.serving.offload``): its items, and for text its
     characters."""
     characters = sum(len(item) for item in batch) if tensor.datatype == "BYTES" else 0
     return text_cost(len(batch), characters)

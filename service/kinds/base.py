@@ -27,9 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from service.runtime import Runtime
-from service.signals import Signals
-from service.tensors import Tensor
+from service.engine.runtime import Runtime
+from service.observe.drift import Signals
+from service.api.tensors import Tensor
 
 # --- Request fields every kind uses ---------------------------------------------------------
 
@@ -61,7 +61,7 @@ Version = Annotated[
     str, Field(pattern=r"^([1-9][0-9]{0,17}|stable|canary)$"), BeforeValidator(_version_to_text)
 ]
 """A model version: a positive integer, as a JSON number or string (``2`` or ``"2"``), or the
-rollout's label ``"stable"`` or ``"canary"`` (``service.rollout``)."""
+rollout's label ``"stable"`` or ``"canary"`` (``service.serving.rollout``)."""
 
 VERSION_FIELD = Field(
     None, description="Model version to use: a positive integer, or 'stable' or 'canary' (the "
@@ -152,7 +152,7 @@ class Limits:
 
 
 def text_cost(items: int, characters: int) -> int:
-    """A batch of texts' cost in short items, which ``service.api.offload`` weighs: one per item,
+    """A batch of texts' cost in short items, which ``service.serving.offload`` weighs: one per item,
     or one per 2,500 characters (word ids) when the texts are long."""
     return max(items, characters // 2_500)
 
@@ -228,12 +228,12 @@ class Kind(ABC):
     @abstractmethod
     def check(self, body: Any, limits: Limits) -> tuple[int, int]:
         """The configurable limits on a parsed request (``InputProblems`` if broken). Returns
-        its items, and its cost in short items (``service.api.offload`` runs cheap ones inline)."""
+        its items, and its cost in short items (``service.serving.offload`` runs cheap ones inline)."""
 
     @abstractmethod
     def answer(self, body: Any, seen: Signals | None = None) -> list[BaseModel]:
         """preprocess → predict → postprocess (and explain if asked) for a parsed request;
-        what the inputs and answers showed goes into ``seen`` (``service.signals``)."""
+        what the inputs and answers showed goes into ``seen`` (``service.observe.drift``)."""
 
     @abstractmethod
     def v2_inputs(self) -> tuple[TensorSpec, ...]: ...

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
-from service.artifacts import ArtifactError
+from service.contract.artifacts import ArtifactError
 from service.kinds.base import (
     MAX_FEATURE,
     VERSION_FIELD,
@@ -31,9 +31,9 @@ from service.kinds.base import (
     raise_problems,
     with_examples,
 )
-from service.runtime import Runtime
-from service.signals import Signals, target_buckets
-from service.tensors import Tensor
+from service.engine.runtime import Runtime
+from service.observe.drift import Signals, target_buckets
+from service.api.tensors import Tensor
 
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 """What a target field may be called: it becomes a JSON key of every answer."""

@@ -2,7 +2,7 @@
 
 The card names the labels. With two, the network ends in one sigmoid unit giving the probability
 of the second label (IMDB: ``["negative", "positive"]``); with more, one softmax unit per label,
-in label order (Reuters' 46 topics). Tokenizing and encoding are ``service.vectorize``'s, the
+in label order (Reuters' 46 topics). Tokenizing and encoding are ``service.contract.vectorize``'s, the
 module training uses too.
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Self
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, create_model
 
-from service.artifacts import ArtifactError, read_word_index
+from service.contract.artifacts import ArtifactError, read_word_index
 from service.kinds.base import (
     MAX_WORD_ID,
     VERSION_FIELD,
@@ -35,10 +35,10 @@ from service.kinds.base import (
     text_cost,
     with_examples,
 )
-from service.runtime import Runtime
-from service.signals import Signals
-from service.tensors import Tensor
-from service.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot
+from service.engine.runtime import Runtime
+from service.observe.drift import Signals
+from service.api.tensors import Tensor
+from service.contract.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot
 
 THRESHOLD = 0.5
 """A binary classifier answers its second label when the probability is at least this."""
@@ -219,7 +219,7 @@ class TextClassifier(Kind):
         ]
 
     def measured(self, item: str | Sequence[int], seen: Signals) -> Sequence[int]:
-        """An item's word ids, its words and unknown words noted in ``seen`` (``service.signals``
+        """An item's word ids, its words and unknown words noted in ``seen`` (``service.observe.drift``
         defines them: for a text, words missing from the index or ranked past ``num_words``)."""
         if isinstance(item, str):
             sequence, unknown = self.word_index.encode_counting_unknown(item)

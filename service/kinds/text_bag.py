@@ -1,5 +1,5 @@
 """The text classifier on a TF-IDF bag (card ``preprocessing.kind`` ``"tfidf-bag"``, the
-version-2 IMDB and Reuters networks): raw text → ``service.tfidf`` → ``terms`` and ``weights``
+version-2 IMDB and Reuters networks): raw text → ``service.contract.tfidf`` → ``terms`` and ``weights``
 → network → the same labelled answers as the multi-hot version.
 
 It is the text kind (``TextClassifier``, chosen by the card's ``"kind"``) with another
@@ -26,7 +26,7 @@ from typing import Annotated, Any, ClassVar, Self
 import numpy as np
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, create_model
 
-from service.artifacts import ArtifactError
+from service.contract.artifacts import ArtifactError
 from service.kinds.base import (
     VERSION_FIELD,
     InputForms,
@@ -50,9 +50,9 @@ from service.kinds.text import (
     _column,
     explanation,
 )
-from service.runtime import Runtime
-from service.signals import Signals
-from service.tfidf import KIND, Bag, TfidfBag, normalized, pad
+from service.engine.runtime import Runtime
+from service.observe.drift import Signals
+from service.contract.tfidf import KIND, Bag, TfidfBag, normalized, pad
 
 EXPLAIN_CHUNK = 64
 """Rows per engine call when explaining: a 2,000-term review is 2,001 rows of 2,000 terms, which

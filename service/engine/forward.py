@@ -1,6 +1,6 @@
 """The Keras fallback engine: a network's forward pass as NumPy on the weights Keras loaded.
 
-Serving runs ``model.onnx`` on ONNX Runtime (``service.runtime``); this module serves a version
+Serving runs ``model.onnx`` on ONNX Runtime (``service.engine.runtime``); this module serves a version
 folder that has no ONNX export yet, when Keras is installed (``pip install ".[keras]"``).
 
 Keras loads and checks the artifact (``safe_mode=True``); calling the Keras model then costs
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from service.runtime import Runtime
-from service.vectorize import rows_from_positions
+from service.engine.runtime import Runtime
+from service.contract.vectorize import rows_from_positions
 
 Forward = Callable[[np.ndarray], np.ndarray]
 

@@ -12,8 +12,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import AccessLog
-from service.metrics import Metrics
+from service.observe.logs import AccessLog
+from service.observe.metrics import Metrics
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 """Request ids we echo: short and printable, so a client cannot inject text into our logs."""

@@ -76,7 +76,7 @@ class DrainingServer(uvicorn.Server):
 
         The supervisor forwards SIGHUP (reload) to every worker, including one being restarted
         and still loading its models, where SIGHUP's default action would terminate it. The
-        supervisor starts workers with SIGHUP blocked (``service.supervisor``); here it is
+        supervisor starts workers with SIGHUP blocked (``service.lifecycle.supervisor``); here it is
         caught, then unblocked, and re-raised once start-up is done (``startup``).
         """
         self._sighup_during_startup = False
@@ -90,7 +90,7 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        # The app's lifespan has installed its SIGHUP handler (service.reload) by now.
+        # The app's lifespan has installed its SIGHUP handler (service.lifecycle.reload) by now.
         if self._sighup_during_startup and signal.getsignal(signal.SIGHUP) != self._defer_sighup:
             os.kill(os.getpid(), signal.SIGHUP)
 

@@ -1,8 +1,8 @@
 """Pick Keras' backend for the Keras fallback, before Keras is first imported.
 
-Only a version folder without ``model.onnx`` gets here (``service.registry.open_runtime``), and
+Only a version folder without ``model.onnx`` gets here (``service.serving.registry.open_runtime``), and
 only with the ``keras`` extra installed (``pip install ".[keras]"``): every other folder runs on
-ONNX Runtime (``service.runtime``) and Keras is never imported.
+ONNX Runtime (``service.engine.runtime``) and Keras is never imported.
 
 Training needs TensorFlow; serving three small Dense networks does not. Keras 3 runs the same
 ``.keras`` files on its ``numpy`` backend (inference only), which starts in a fraction of a

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.signals import SignalMetrics
+from service.observe.drift import SignalMetrics
 
 if TYPE_CHECKING:
-    from service.registry import Registry
+    from service.serving.registry import Registry
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
@@ -85,7 +85,7 @@ class Metrics:
             "model_load_failures", "Model folders and versions that failed their last load.",
             registry=self.registry, multiprocess_mode="livemax",
         )  # fmt: skip
-        # Shadow traffic (service.rollout): how often the shadow version agrees with stable.
+        # Shadow traffic (service.serving.rollout): how often the shadow version agrees with stable.
         self.shadow_predictions = Counter(
             "shadow_predictions_total", "Shadow predictions by outcome: 'agree' or 'disagree' "
             "with stable (per item), 'error' or 'dropped' (per request).",
@@ -100,7 +100,7 @@ class Metrics:
             ["outcome"], registry=self.registry,
         )  # fmt: skip
         self.signals = SignalMetrics(self.registry)
-        """What the models see and answer, per model version (``service.signals``)."""
+        """What the models see and answer, per model version (``service.observe.drift``)."""
 
     def exposed(self) -> CollectorRegistry:
         """The registry a scrape renders: this app's own, or, with several workers, a fresh one

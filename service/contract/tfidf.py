@@ -2,7 +2,7 @@
 training and serving.
 
 A version-1 text model reads a 10,000-wide multi-hot row. A version-2 model reads the same text
-as a *bag*: the ids of its distinct terms (words and word pairs from ``service.vectorize``'s
+as a *bag*: the ids of its distinct terms (words and word pairs from ``service.contract.vectorize``'s
 tokenizer, so both versions see the same words) and one TF-IDF weight per term. The network's
 first layer, an embedding looked up at those ids and summed with those weights, is then exactly
 "TF-IDF row times a weight matrix", at the cost of the row's distinct terms, not of the
@@ -20,7 +20,7 @@ The rules, recorded on the card (``TfidfBag.card``) and in the vocabulary file b
 * a batch is two arrays of one shape ``(rows, length)``: ``terms`` (int32) and ``weights``
   (float32), each row's terms in increasing id order, padded with id 0 at weight 0.
 
-NumPy only, like ``service.vectorize``: cheap to import in the serving process.
+NumPy only, like ``service.contract.vectorize``: cheap to import in the serving process.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from service.vectorize import tokenize
+from service.contract.vectorize import tokenize
 
 KIND = "tfidf-bag"
 PAD_ID = 0

@@ -1,7 +1,7 @@
 """Several worker processes, one truth: the run folder they share, and the group reload.
 
 With ``WORKERS`` > 1 each worker process has its own registry, and a reload must reach them all.
-The supervisor (``service.supervisor``) forwards ``SIGHUP`` to every worker and gives them a run
+The supervisor (``service.lifecycle.supervisor``) forwards ``SIGHUP`` to every worker and gives them a run
 folder (``WorkerGroup``) holding ``generation``, a counter, and ``workers/<pid>.json``, each
 worker's state after its start and after every reload: the generation it read *before* it
 rescanned, the versions it serves, its failures. A group reload bumps the generation, sends
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.registry import Registry
+from service.serving.registry import Registry
 
 logger = logging.getLogger("service.workers")
 

@@ -21,7 +21,7 @@ The series, labelled ``model`` and ``version``:
   target range (``target.train_min`` to ``train_max``), each model version its own.
 
 Counters and histograms only: with several workers, prometheus-client's multiprocess mode sums
-them over the workers (``service.metrics``).
+them over the workers (``service.observe.metrics``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ keeps a share of the requests (decided per request, before anything is read), an
 ``PayloadCapture`` is plain ASGI around the whole app: it copies the request body on the way in
 and the response (status, request id, body) on the way out, so it sees ``PredictLane``'s 200s
 and the routes' 4xx and 5xx alike, and the kinds know nothing of it. ``PayloadLog`` writes the
-lines in bursts, like ``service.logs.AccessLog``: at most 50 ms late, one ``write()`` per burst
+lines in bursts, like ``service.observe.logs.AccessLog``: at most 50 ms late, one ``write()`` per burst
 on a descriptor opened with ``O_APPEND``, so workers appending to one file never cut each
 other's lines (one ``write`` to a local file is placed and written whole). ``stdout`` is shared
 by the workers too; when it is a pipe (a container's log), the kernel keeps only writes of up to
@@ -35,7 +35,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import Bursts, timestamp
+from service.observe.logs import Bursts, timestamp
 from service.settings import PayloadInputs
 
 TRUNCATE_CHARS = 64

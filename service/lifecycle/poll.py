@@ -15,11 +15,11 @@ from typing import IO
 
 from fastapi import FastAPI
 
-from service.artifacts import ArtifactError, artifact_fingerprint, model_folders, version_folders
-from service.registry import Registry
-from service.reload import Reloader
-from service.rollout import ROLLOUT_FILE, file_digest
-from service.workers import SupervisorGone, WorkersDidNotApply
+from service.contract.artifacts import ArtifactError, artifact_fingerprint, model_folders, version_folders
+from service.serving.registry import Registry
+from service.lifecycle.reload import Reloader
+from service.serving.rollout import ROLLOUT_FILE, file_digest
+from service.lifecycle.workers import SupervisorGone, WorkersDidNotApply
 
 logger = logging.getLogger("service.poll")
 

@@ -6,7 +6,7 @@ A model folder may hold ``rollout.json`` beside its version folders::
     {"stable": "1", "canary": "2", "canary_percent": 20}  # about 20% of requests go to 2
     {"stable": "1", "shadow": "2"}                        # 1 answers; 2 runs too, off the path
 
-It is read at start-up and at every reload (``service.registry``). A file that cannot be read,
+It is read at start-up and at every reload (``service.serving.registry``). A file that cannot be read,
 breaks the schema below, or names a version that is not served fails that model's reload with
 the reason (``failures["NAME/rollout.json"]``, in ``/readyz`` and the reload answer) and the
 rollout in force before stays; at first start, with none before, the highest version answers.
@@ -46,11 +46,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from service.kinds.base import InputProblems
-from service.signals import Signals
+from service.observe.drift import Signals
 
 if TYPE_CHECKING:
-    from service.metrics import Metrics
-    from service.registry import ServedModel
+    from service.observe.metrics import Metrics
+    from service.serving.registry import ServedModel
 
 logger = logging.getLogger("service.rollout")
 
@@ -229,7 +229,7 @@ SHADOW_OUTCOMES = ("agree", "disagree", "error", "dropped")
 
 def compared(stable: Signals, shadow: Signals) -> tuple[int, int, list[float]]:
     """Agreements, disagreements and (regressors) absolute differences, item by item, read from
-    what each run recorded while it answered (``service.signals``), so the REST and V2 answers,
+    what each run recorded while it answered (``service.observe.drift``), so the REST and V2 answers,
     whatever their shapes, compare alike and no model is known here by name or kind.
 
     Labels (a classifier) agree when they are the same. Values (a regressor's target) agree when
@@ -280,7 +280,7 @@ class ShadowRunner:
 
     async def _run(self, labels: tuple[str, str, str], seen: Signals,
                    prepare: Callable[[], tuple[Work, int]]) -> None:  # fmt: skip
-        from service.api.offload import run_sized
+        from service.serving.offload import run_sized
 
         name, _, version = labels
         theirs = Signals()

@@ -1,8 +1,8 @@
 """Hot reload: rescan ``MODELS_DIR``, load and verify new versions off the event loop, swap; with
-several workers, in every worker (``service.workers``).
+several workers, in every worker (``service.lifecycle.workers``).
 
 Triggered by ``SIGHUP``, ``POST /admin/reload`` (``service.api.admin``) and, with
-``MODEL_POLL_SECONDS``, by a change on disk (``service.poll``). The new ``Registry`` is built in
+``MODEL_POLL_SECONDS``, by a change on disk (``service.lifecycle.poll``). The new ``Registry`` is built in
 a worker thread while the old one keeps answering; the swap is one assignment to
 ``app.state.registry``. A request reads the registry once, so it is answered wholly by the
 versions that were current when it arrived, never by a mixture.
@@ -21,9 +21,9 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.schemas import ReloadReport
-from service.memory import release_free_memory
-from service.registry import Registry
-from service.workers import GROUP_RELOAD_TIMEOUT, WorkerGroup
+from service.lifecycle.memory import release_free_memory
+from service.serving.registry import Registry
+from service.lifecycle.workers import GROUP_RELOAD_TIMEOUT, WorkerGroup
 
 logger = logging.getLogger("service.reload")
 

@@ -3,9 +3,9 @@
 What changes from uvicorn's supervisor:
 
 - SIGHUP is forwarded to every worker, which reloads its models in place
-  (``service.reload``); uvicorn's own SIGHUP would restart every worker, reloading all models
+  (``service.lifecycle.reload``); uvicorn's own SIGHUP would restart every worker, reloading all models
   from scratch and dropping their connections.
-- Workers run ``service.server.DrainingServer``, so a stop loses no request.
+- Workers run ``service.lifecycle.server.DrainingServer``, so a stop loses no request.
 - A worker that died is reported to ``prometheus_client`` (``mark_process_dead``), so its live
   gauges leave the multiprocess metrics.
 - On SIGTERM the parent closes its copy of the listening socket before stopping the workers, so
@@ -28,8 +28,8 @@ from socket import socket
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
-from service.server import DrainingServer, exit_zero
-from service.workers import WorkerGroup
+from service.lifecycle.server import DrainingServer, exit_zero
+from service.lifecycle.workers import WorkerGroup
 
 logger = logging.getLogger("uvicorn.error")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.artifacts import (
+from service.contract.artifacts import (
     METADATA_FILE,
     MODEL_FILE,
     RESERVED_NAMES,
@@ -31,8 +31,8 @@ from service.artifacts import (
     version_folders,
 )
 from service.kinds import KINDS, Kind, kind_of
-from service.rollout import LABELS, ROLLOUT_FILE, Rollout, settle
-from service.runtime import (
+from service.serving.rollout import LABELS, ROLLOUT_FILE, Rollout, settle
+from service.engine.runtime import (
     ONNX_FILE,
     PARITY_EPSILONS,
     OnnxRuntime,
@@ -102,7 +102,7 @@ class Registry:
     """The model versions this process serves, and the reason for each one it does not.
 
     Immutable: a reload builds a new ``Registry`` and swaps it in with one assignment
-    (``service.reload``). A request reads the registry once and keeps the ``ServedModel`` it
+    (``service.lifecycle.reload``). A request reads the registry once and keeps the ``ServedModel`` it
     got, so a whole batch is answered by one version even while a reload swaps them.
 
     ``names`` are the models known: the expected ones (``EXPECTED_MODELS``) first, then every
@@ -114,7 +114,7 @@ class Registry:
     failures: dict[str, str] = field(default_factory=dict)
     names: tuple[str, ...] = ()
     rollouts: dict[str, Rollout] = field(default_factory=dict)
-    """Each served model's rollout in force (``service.rollout``)."""
+    """Each served model's rollout in force (``service.serving.rollout``)."""
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The requested version (a number, ``stable`` or ``canary``), or the rollout's stable
@@ -330,8 +330,8 @@ def _keras_runtime(folder: Path) -> Runtime:
     """A folder written before ONNX export: Keras (``pip install ".[keras]"``) loads its
     ``model.keras`` in safe mode, or the reason it cannot and the two ways out."""
     try:
-        from service.backend import load_keras
-        from service.forward import KerasRuntime
+        from service.engine.backend import load_keras
+        from service.engine.forward import KerasRuntime
 
         keras = load_keras()
     except ImportError as error:
