@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.observe.payloads import PayloadInputs
+
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -23,14 +25,6 @@ class RequireModels(str, Enum):
     all = "all"
     any = "any"
     none = "none"
-
-
-class PayloadInputs(str, Enum):
-    """How the payload log writes a request's inputs (``service.observe.payloads``)."""
-
-    hash = "hash"
-    truncate = "truncate"
-    full = "full"
 
 
 class EventLoop(str, Enum):
@@ -47,7 +41,7 @@ class Settings(BaseSettings):
     (HOST, PORT, WORKERS, MODELS_DIR, EXPECTED_MODELS, REQUIRE_MODELS, MAX_BODY_BYTES, MAX_BATCH_SIZE,
     MAX_TEXT_CHARS, GRACEFUL_TIMEOUT, SHUTDOWN_DELAY, MODEL_POLL_SECONDS, EVENT_LOOP, LOG_LEVEL,
     ACCESS_LOG, SHADOW_MAX_IN_FLIGHT, PAYLOAD_LOG, PAYLOAD_LOG_SAMPLE, PAYLOAD_LOG_INPUTS,
-    ADMIN_TOKEN); a flag wins over its variable.
+    KIND_MODULES, ADMIN_TOKEN); a flag wins over its variable.
     """
 
     model_config = SettingsConfigDict(
@@ -123,6 +117,11 @@ class Settings(BaseSettings):
         "at once per process; more are dropped and counted, so shadows never queue up behind "
         "the requests that need answers (0: never run them).",
     )
+    kind_modules: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Comma-separated Python modules imported at start-up, each registering "
+        "model kinds of your own (service.kinds.register) for the cards that name them.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         min_length=16,
@@ -130,7 +129,7 @@ class Settings(BaseSettings):
         "unset, the admin endpoints answer 403. SIGHUP reloads either way.",
     )
 
-    @field_validator("expected_models", mode="before")
+    @field_validator("expected_models", "kind_modules", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """``EXPECTED_MODELS=imdb,spam`` from the environment or the command line."""

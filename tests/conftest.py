@@ -77,7 +77,7 @@ def _pin_keras_backend() -> None:
     """One Keras backend for the whole test process, whatever order the tests run in.
 
     Training tests need TensorFlow; the served path is tested in its own server processes,
-    which always pick the numpy backend (``service.engine.backend``). Importing Keras here, first,
+    which always pick the numpy backend (``service.engine.fallback``). Importing Keras here, first,
     keeps an in-process app from switching the backend under a later training test.
     """
     import importlib.util

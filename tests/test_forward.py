@@ -1,4 +1,4 @@
-"""The Keras fallback's forward pass in NumPy (``service.engine.forward``): the arithmetic a folder
+"""The Keras fallback's forward pass in NumPy (``service.engine.fallback``): the arithmetic a folder
 without ``model.onnx`` runs when Keras is installed."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine.forward import ACTIVATIONS, Dense, KerasRuntime, Normalize, NumpyNetwork
+from service.engine.fallback import ACTIVATIONS, Dense, KerasRuntime, Normalize, NumpyNetwork
 
 
 @pytest.fixture

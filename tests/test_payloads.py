@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 
 from service.app import create_app
-from service.observe.payloads import TRUNCATE_CHARS, PayloadCapture, PayloadLog, predict_target
+from service.api.middleware import PayloadCapture, predict_target
+from service.observe.payloads import TRUNCATE_CHARS, PayloadLog
 from service.settings import PayloadInputs, Settings
 from tests.serverproc import running_server
 

@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from service.api.book import SAMPLE_FEATURES, SAMPLE_REVIEW
-from service.serving.rollout import ROLLOUT_FILE, Rollout, RolloutFile, bucket, compared, read_file, settle
+from service.serving.rollout import ROLLOUT_FILE, Rollout, RolloutFile, bucket, read_file, settle
+from service.serving.shadow import compared
 from service.observe.drift import Signals
 from tests.derived import add_a_thousand_dollars, derive_version
 from tests.serverproc import Server, running_server

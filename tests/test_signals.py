@@ -17,6 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.contract.artifacts import read_word_index
+from service.kinds.text import TEXT_WORDS, UNKNOWN_WORD_RATIO, note_text
 from service.observe.drift import Signals, target_buckets
 from service.contract.vectorize import INDEX_FROM
 from tests.serverproc import running_server
@@ -165,9 +166,9 @@ def samples_of_files(files: list[Path]) -> dict:
 
 def test_a_text_of_no_words_counts_zero_words_and_no_ratio():
     seen = Signals()
-    seen.text(0, 0)
-    seen.text(4, 1)
-    assert (seen.text_words, seen.unknown_ratios) == ([0, 4], [0.25])
+    note_text(seen, 0, 0)
+    note_text(seen, 4, 1)
+    assert (seen.observed[TEXT_WORDS], seen.observed[UNKNOWN_WORD_RATIO]) == ([0, 4], [0.25])
 
 
 def test_value_buckets_spread_over_the_card_target_range_with_a_step_either_side():

@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.schemas import ErrorResponse, ReloadReport
+from service.api.schemas import ErrorResponse
+from service.lifecycle.reload import ReloadReport
 from service.lifecycle.workers import SupervisorGone, WorkersDidNotApply
 
 bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")

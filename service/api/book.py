@@ -15,13 +15,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from service.kinds.base import (
     VERSION_FIELD,
-    FiniteNumber,
     ModelRef,
     Version,
     exactly_one_of,
     integral_float_to_int,
 )
-from service.kinds.table import FeatureEffect, TableRequest
+from service.kinds.table import FeatureEffect, FiniteNumber, TableRequest
 from service.kinds.text import TextExplanation, TextRequest
 
 FEATURE_NAMES = (

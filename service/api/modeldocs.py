@@ -10,8 +10,8 @@ described as "some object"), and these entries document it, model by model, so g
 clients and fuzzers see real types.
 
 ``document_limits`` then writes the configurable limits (``MAX_BATCH_SIZE``,
-``MAX_TEXT_CHARS``) into every predict request schema as ``maxItems`` and ``maxLength``, so a
-request the document calls valid is one the service accepts.
+``MAX_TEXT_CHARS``) into every predict request schema as each request model says (``maxItems``,
+``maxLength``), so a request the document calls valid is one the service accepts.
 """
 
 from __future__ import annotations
@@ -21,22 +21,21 @@ from typing import Any
 
 from pydantic import BaseModel, create_model
 
-from service.api.rest import PREDICT_ERRORS
-from service.kinds.base import Limits, ModelRef
-from service.serving.registry import Registry
+from service.api.rest import BOOK_REQUESTS, PREDICT_ERRORS
+from service.kinds.base import InputForms, Kind, Limits, ModelRef
 
 REF = "#/components/schemas/{model}"
 
 
-def model_paths(schema: dict[str, Any], registry: Registry) -> None:
-    """Add each served model's typed predict path to an OpenAPI ``schema``, in place."""
+def model_paths(schema: dict[str, Any], kinds: dict[str, Kind]) -> None:
+    """Add each served model's typed predict path to an OpenAPI ``schema``, in place: ``kinds``
+    holds each model's highest served version's kind."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     errors = error_responses(PREDICT_ERRORS, components)
-    for name, versions in registry.models.items():
+    for name, kind in kinds.items():
         path = f"/{name}/predict"
-        if path in schema["paths"] or not versions:
+        if path in schema["paths"]:
             continue
-        kind = versions[max(versions)].kind
         answer = create_model(
             f"{kind.request_model.__name__.removesuffix('Request')}Response",
             model=(ModelRef, ...), predictions=(list[kind.prediction_model], ...),  # type: ignore[name-defined]
@@ -87,26 +86,19 @@ def error_responses(
 
 # --- The configured limits, in the document ------------------------------------------------
 
-BATCHES = ("texts", "sequences", "instances", "records")
-"""The request fields that hold a batch: at most ``MAX_BATCH_SIZE`` items (each kind's ``check``)."""
 
-
-def document_limits(schema: dict[str, Any], limits: Limits) -> None:
-    """Write ``limits`` into the request schema of every predict path, in place: each batch's
-    ``maxItems``, each text's ``maxLength`` and each word-id sequence's ``maxItems``."""
+def document_limits(schema: dict[str, Any], limits: Limits, kinds: dict[str, Kind]) -> None:
+    """Write ``limits`` into the request schema of every predict path, in place, as each path's
+    request model says (``InputForms.document_limits``): the book paths' own models, and each
+    served model's (``kinds``: as for ``model_paths``)."""
+    requests: dict[str, type[InputForms]] = {
+        **{name: kind.request_model for name, kind in kinds.items()},
+        **BOOK_REQUESTS,  # type: ignore[dict-item]
+    }
     components = schema.get("components", {}).get("schemas", {})
     for path, operations in schema["paths"].items():
         body = operations.get("post", {}).get("requestBody", {})
         ref = body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
-        if not path.endswith("/predict") or not ref:
-            continue
-        properties = components[ref.rsplit("/", 1)[1]].get("properties", {})
-        for field in BATCHES:
-            if field in properties:
-                properties[field]["maxItems"] = limits.max_batch_size
-        if "text" in properties:
-            properties["text"]["maxLength"] = limits.max_text_chars
-        if "texts" in properties:
-            properties["texts"]["items"]["maxLength"] = limits.max_text_chars
-        if "sequences" in properties:
-            properties["sequences"]["items"]["maxItems"] = limits.max_text_chars
+        request = requests.get(path[1 : -len("/predict")]) if path.endswith("/predict") else None
+        if request is not None and ref:
+            request.document_limits(components[ref.rsplit("/", 1)[1]].get("properties", {}), limits)

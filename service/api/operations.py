@@ -13,11 +13,11 @@ from service.serving.registry import Registry
 
 
 async def get_registry(request: Request) -> Registry:
-    return request.app.state.registry
+    return request.app.state.plane.registry
 
 
 async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+    return request.app.state.plane.metrics
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

@@ -1,4 +1,5 @@
-"""The JSON bodies of the operational endpoints: errors, probes, model lists, reload reports.
+"""The JSON bodies of the operational endpoints: errors, probes, model lists (a reload's report
+is the control plane's: ``service.lifecycle.reload.ReloadReport``).
 
 The predict bodies belong to the kinds (``service.kinds``), and the book endpoints' typed ones
 to ``service.api.book``.
@@ -63,26 +64,4 @@ class Readiness(BaseModel):
     failures: dict[str, str] = Field(
         description="Model folders or versions ('imdb/3') that failed to load, and why. A failed "
         "version does not make the service unready while another version of its model serves."
-    )
-
-
-class ReloadReport(BaseModel):
-    """What one reload changed. Versions are named ``model/version``."""
-
-    loaded: list[str] = Field(default_factory=list, description="Versions loaded, verified and now served.")
-    unloaded: list[str] = Field(default_factory=list, description="Versions whose folder is gone.")
-    unchanged: list[str] = Field(default_factory=list, description="Versions reused as they were.")
-    failed: dict[str, str] = Field(
-        default_factory=dict,
-        description="What failed to load and why; a version loaded before keeps serving.",
-    )
-    serving: dict[str, str] = Field(
-        default_factory=dict, description="Each model's default version after the reload."
-    )
-    seconds: float = Field(0.0, description="Time the reload took.")
-    workers: dict[str, dict[str, str]] = Field(
-        default_factory=dict,
-        description="Every worker process (by pid) that applied this reload, with each model's "
-        "default version it serves now. With WORKERS > 1 the answer waits until every live worker "
-        "has rescanned MODELS_DIR; one entry with one process.",
     )

@@ -8,11 +8,11 @@ numpy backend imports: ``onnxruntime`` and NumPy are the whole engine.
 
 Kinds receive a ``Runtime`` and never know which engine is behind it: ``OnnxRuntime`` here, or,
 for a folder with no ``model.onnx`` and Keras installed (``pip install ".[keras]"``), the Keras
-fallback of ``service.engine.forward``. Both take named inputs (``run``), so a network with two inputs
+fallback of ``service.engine.fallback``. Both take named inputs (``run``), so a network with two inputs
 (term ids and their weights) is served the same way as one with one.
 
 The multi-hot gather fast path (the first Dense layer as a sum of the kernel rows at a review's
-1-positions, as ``service.engine.forward.Dense.from_positions`` does for the Keras fallback) is not used
+1-positions, as ``service.engine.fallback.Dense.from_positions`` does for the Keras fallback) is not used
 here: it did not pay. Measured 2026-11-30 on this 2-core machine, one worker, ``POST /imdb/predict``
 with one 235-word review, wrk ``-t1 -c16 -d10s``, the two variants alternated three times (the
 machine was shared, load average 5.7, so single runs are noisy):

@@ -1,11 +1,13 @@
-"""What every model kind shares: the request fields, the input problems, and the ``Kind`` contract.
+"""What every model kind shares: the request envelope, input problems, limits, V2 tensors, and
+the ``Kind`` contract.
 
 A *kind* is what a model is (a text classifier, a table regressor), in the spirit of KServe's
 ``Model``: built once from a version's model card and its runtime (``load``), it turns a request
-into model input (``preprocess``), runs it (``predict``) and turns the output into answers
-(``postprocess``, with ``explain`` on demand). The protocol adapters (``service.api.rest``,
-``service.api.v2``) call these methods and nothing else: no module outside a kind knows what a
-model's inputs, labels or outputs are.
+into model input (preprocess), runs it (the engine) and turns the output into answers
+(postprocess, with ``explain`` on demand). The protocol adapters (``service.api``) decode a
+request into what the kind reads, the data plane (``service.serving.dataplane``) runs it, and no
+module outside a kind knows what a model's inputs, labels, outputs, limits, costs or drift
+signals are: each kind declares them here.
 """
 
 from __future__ import annotations
@@ -17,38 +19,17 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from service.engine.runtime import Runtime
-from service.observe.drift import Signals
-from service.api.tensors import Tensor
+from service.observe.drift import Series, Signals
 
-# --- Request fields every kind uses ---------------------------------------------------------
-
-MAX_FEATURE = 1e9
-FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-MAX_FEATURE, le=MAX_FEATURE)]
-"""A numeric feature: a finite JSON number (no NaN, no Infinity, nor 1e400 which parses to it,
-no strings) within ±1e9, far past any real value yet safely inside float32's range."""
-
-MAX_WORD_ID = 2**31 - 1
+# --- The request envelope every kind uses --------------------------------------------------
 
 
 def integral_float_to_int(value: object) -> object:
     """JSON Schema counts 14.0 as an integer; so do we. 14.5, "14" and true stay errors."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-WordId = Annotated[StrictInt, Field(ge=0, le=MAX_WORD_ID), BeforeValidator(integral_float_to_int)]
-"""A Keras word id: a JSON integer from 0 to 2**31 - 1 (no fractions, strings or booleans)."""
-NonEmptyText = Annotated[str, Field(min_length=1)]
 
 
 def _version_to_text(value: object) -> object:
@@ -76,11 +57,15 @@ def exactly_one_of(forms: tuple[str, ...], examples: list[dict[str, Any]]) -> di
 
 class InputForms(BaseModel):
     """Exactly one input form. The form fields default to absent but are never nullable:
-    ``{"text": null}`` is a 422, and the documented schema says so."""
+    ``{"text": null}`` is a 422, and the documented schema says so.
+
+    ``batch_forms`` are the forms that hold a batch: at most ``MAX_BATCH_SIZE`` items, checked
+    by the kind (``Limits.batches``) and written into /docs (``document_limits``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     input_forms: ClassVar[tuple[str, ...]] = ()
+    batch_forms: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _exactly_one_form(self) -> Self:
@@ -90,6 +75,14 @@ class InputForms(BaseModel):
             found = ", ".join(f"'{form}'" for form in given) or "none"
             raise ValueError(f"give exactly one of {forms}; found {found}")
         return self
+
+    @classmethod
+    def document_limits(cls, properties: dict[str, Any], limits: Limits) -> None:
+        """Write the configured limits into this request's JSON Schema ``properties``, in place,
+        so a request the OpenAPI document calls valid is one the kind accepts."""
+        for form in cls.batch_forms:
+            if form in properties:
+                properties[form]["maxItems"] = limits.max_batch_size
 
 
 class ModelRef(BaseModel):
@@ -118,9 +111,17 @@ class InputProblems(Exception):
         self.problems = list(problems)
 
 
+def raise_problems(problems: Sequence[Problem | None], most: int = 10) -> None:
+    """Raise ``InputProblems`` with the first ``most`` problems found, if any."""
+    found = [problem for problem in problems if problem is not None][:most]
+    if found:
+        raise InputProblems(found)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The configurable request limits (``MAX_BATCH_SIZE``, ``MAX_TEXT_CHARS``) and their messages."""
+    """The configurable request limits (``MAX_BATCH_SIZE``, ``MAX_TEXT_CHARS``): values only;
+    each kind decides which apply to its inputs and checks them (``Kind.check``)."""
 
     max_batch_size: int
     max_text_chars: int
@@ -134,34 +135,6 @@ class Limits:
         """``batch`` for each batch form the request uses."""
         return [self.batch((form,), len(getattr(body, form))) for form in forms
                 if getattr(body, form) is not None]  # fmt: skip
-
-    def text(self, loc: Loc, text: str) -> Problem | None:
-        if len(text) > self.max_text_chars:
-            return Problem(
-                loc, f"at most {self.max_text_chars} characters allowed, got {len(text)}",
-                "string_too_long",
-            )  # fmt: skip
-        return None
-
-    def sequence(self, loc: Loc, length: int) -> Problem | None:
-        if length > self.max_text_chars:
-            return Problem(
-                loc, f"at most {self.max_text_chars} word ids allowed, got {length}", "too_long"
-            )
-        return None
-
-
-def text_cost(items: int, characters: int) -> int:
-    """A batch of texts' cost in short items, which ``service.serving.offload`` weighs: one per item,
-    or one per 2,500 characters (word ids) when the texts are long."""
-    return max(items, characters // 2_500)
-
-
-def raise_problems(problems: Sequence[Problem | None], most: int = 10) -> None:
-    """Raise ``InputProblems`` with the first ``most`` problems found, if any."""
-    found = [problem for problem in problems if problem is not None][:most]
-    if found:
-        raise InputProblems(found)
 
 
 # --- V2 tensors -----------------------------------------------------------------------------
@@ -181,6 +154,27 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
+@dataclass(frozen=True)
+class TensorBounds:
+    """What a kind accepts in one V2 input beyond its datatype, for the OpenAPI document."""
+
+    element: dict[str, Any]
+    """JSON Schema keywords each element meets (``{"minLength": 1, "maxLength": ...}``)."""
+    length: int | None = None
+    """The most a free dimension after the batch (``-1``) may be; None: no bound."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A decoded V2 input or a computed output: numbers in a NumPy array, ``BYTES`` as a list
+    (``service.api.tensors`` decodes and encodes both of V2's encodings)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray | list[bytes]
+
+
 # --- The contract -----------------------------------------------------------------------------
 
 
@@ -189,14 +183,19 @@ class Kind(ABC):
 
     Subclasses are built by ``load`` from the version's card (``metadata.json``) and folder; a
     card the kind cannot serve raises ``ArtifactError`` there, once, never at request time.
+    ``service.kinds`` picks the class for a card by ``kind`` (and ``preprocessing``).
     """
 
     kind: ClassVar[str]
     """The card's ``"kind"``: ``text-classifier``, ``table-regressor``."""
+    preprocessing: ClassVar[str | None] = None
+    """The card's ``preprocessing.kind`` this class reads; None: the kind's default."""
     headline_metric: ClassVar[str]
     """The test metric ``/models`` shows (``test_accuracy``, ``test_mae``)."""
     request_base: ClassVar[type[InputForms]]
     """Every request model of the kind derives from it (the book endpoints' ones too)."""
+    signals: ClassVar[tuple[Series, ...]] = ()
+    """The drift series this kind records in ``Signals`` (``service.observe.drift``)."""
 
     name: str
     card: dict[str, Any]
@@ -225,6 +224,8 @@ class Kind(ABC):
     def output_width(self) -> int:
         """How many numbers the network must return per row, by the card."""
 
+    # --- the JSON predict endpoints ---
+
     @abstractmethod
     def check(self, body: Any, limits: Limits) -> tuple[int, int]:
         """The configurable limits on a parsed request (``InputProblems`` if broken). Returns
@@ -235,6 +236,8 @@ class Kind(ABC):
         """preprocess → predict → postprocess (and explain if asked) for a parsed request;
         what the inputs and answers showed goes into ``seen`` (``service.observe.drift``)."""
 
+    # --- V2 inference ---
+
     @abstractmethod
     def v2_inputs(self) -> tuple[TensorSpec, ...]: ...
 
@@ -244,6 +247,14 @@ class Kind(ABC):
     @abstractmethod
     def v2_batch(self, tensor: Tensor, limits: Limits) -> list[Any]:
         """A V2 input tensor as a batch of items within the limits; ``InputProblems`` if not."""
+
+    def v2_cost(self, tensor: Tensor, batch: list[Any]) -> int:
+        """What a V2 batch costs to answer, in short items: one each unless the kind says more."""
+        return len(batch)
+
+    def v2_bounds(self, spec: TensorSpec, limits: Limits) -> TensorBounds:
+        """What one of ``v2_inputs`` accepts beyond its datatype, under ``limits`` (/docs)."""
+        return TensorBounds({})
 
     @abstractmethod
     def v2_answer(

@@ -13,17 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, create_model
 
 from service.contract.artifacts import ArtifactError
+from service.engine.runtime import Runtime
 from service.kinds.base import (
-    MAX_FEATURE,
     VERSION_FIELD,
-    FiniteNumber,
     InputForms,
     Kind,
     Limits,
     Problem,
+    Tensor,
+    TensorBounds,
     TensorSpec,
     Version,
     camel,
@@ -31,9 +32,18 @@ from service.kinds.base import (
     raise_problems,
     with_examples,
 )
-from service.engine.runtime import Runtime
-from service.observe.drift import Signals, target_buckets
-from service.api.tensors import Tensor
+from service.observe.drift import Series, Signals, target_buckets
+
+MAX_FEATURE = 1e9
+FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-MAX_FEATURE, le=MAX_FEATURE)]
+"""A numeric feature: a finite JSON number (no NaN, no Infinity, nor 1e400 which parses to it,
+no strings) within ±1e9, far past any real value yet safely inside float32's range."""
+
+OUT_OF_RANGE = Series(
+    "model_input_out_of_range", "Input rows with this feature outside its training range.",
+    by="feature",
+)  # fmt: skip
+"""Drift: rows with each feature outside ``[train_min, train_max]`` of the card."""
 
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 """What a target field may be called: it becomes a JSON key of every answer."""
@@ -43,6 +53,7 @@ class TableRequest(InputForms):
     """One row of raw features, a batch of rows, or a batch of named records."""
 
     input_forms = ("features", "instances", "records")
+    batch_forms = ("instances", "records")
 
     version: Version = VERSION_FIELD  # type: ignore[assignment]
     explain: StrictBool = Field(
@@ -128,9 +139,12 @@ def _described(feature: dict[str, Any]) -> str | None:
 
 
 class TableRegressor(Kind):
+    """A ``table-regressor``: named numeric features (normalized inside the network) → a number."""
+
     kind: ClassVar[str] = "table-regressor"
     headline_metric: ClassVar[str] = "test_mae"
     request_base: ClassVar[type[InputForms]] = TableRequest
+    signals: ClassVar[tuple[Series, ...]] = (OUT_OF_RANGE,)
 
     def __init__(self, name: str, card: dict[str, Any], runtime: Runtime) -> None:
         self.name = name
@@ -192,7 +206,7 @@ class TableRegressor(Kind):
         ]
 
     def check(self, body: TableRequest, limits: Limits) -> tuple[int, int]:
-        raise_problems(limits.batches(body, ("instances", "records")))
+        raise_problems(limits.batches(body, TableRequest.batch_forms))
         size = 1 if body.features is not None else len(body.instances or body.records)  # type: ignore[attr-defined]
         return size, size * (len(self.feature_names) + 1 if body.explain else 1)
 
@@ -215,7 +229,7 @@ class TableRegressor(Kind):
         names, or a count per name)."""
         seen.values.extend(values)
         seen.value_buckets = self.value_buckets
-        seen.out_of_range.update(outside)
+        seen.count(OUT_OF_RANGE, outside)
 
     def explain(self, row: Sequence[float]) -> list[FeatureEffect]:
         """Each feature's effect: the row, then the row with each feature at its mean, one call."""
@@ -242,6 +256,10 @@ class TableRegressor(Kind):
 
     def v2_outputs(self) -> tuple[TensorSpec, ...]:
         return (TensorSpec(self.target["field"], "FP32", (-1, 1)),)
+
+    def v2_bounds(self, spec: TensorSpec, limits: Limits) -> TensorBounds:
+        """Finite features within ±1e9, as the JSON endpoint takes them."""
+        return TensorBounds({"minimum": -MAX_FEATURE, "maximum": MAX_FEATURE})
 
     def v2_batch(self, tensor: Tensor, limits: Limits) -> list[Any]:
         raise_problems([limits.batch((tensor.name,), tensor.shape[0])])

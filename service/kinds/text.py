@@ -17,31 +17,98 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, create_model
 
 from service.contract.artifacts import ArtifactError, read_word_index
+from service.contract.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot
+from service.engine.runtime import Runtime
 from service.kinds.base import (
-    MAX_WORD_ID,
     VERSION_FIELD,
     InputForms,
     Kind,
     Limits,
-    NonEmptyText,
+    Loc,
     Problem,
+    Tensor,
+    TensorBounds,
     TensorSpec,
     Version,
-    WordId,
     camel,
     exactly_one_of,
     integral_float_to_int,
     raise_problems,
-    text_cost,
     with_examples,
 )
-from service.engine.runtime import Runtime
-from service.observe.drift import Signals
-from service.api.tensors import Tensor
-from service.contract.vectorize import OOV_ID, START_ID, WordIndex, hot_positions, multi_hot
+from service.observe.drift import Series, Signals
 
 THRESHOLD = 0.5
 """A binary classifier answers its second label when the probability is at least this."""
+
+MAX_WORD_ID = 2**31 - 1
+WordId = Annotated[StrictInt, Field(ge=0, le=MAX_WORD_ID), BeforeValidator(integral_float_to_int)]
+"""A Keras word id: a JSON integer from 0 to 2**31 - 1 (no fractions, strings or booleans)."""
+NonEmptyText = Annotated[str, Field(min_length=1)]
+
+# --- Drift signals (``service.observe.drift``) ---------------------------------------------
+
+WORDS_BUCKETS = (0, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
+UNKNOWN_RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+TEXT_WORDS = Series(
+    "model_input_text_words", "Words per input text (or word ids past the start id per sequence).",
+    buckets=WORDS_BUCKETS,
+)  # fmt: skip
+UNKNOWN_WORD_RATIO = Series(
+    "model_input_unknown_word_ratio",
+    "Per text of at least one word: share of its words not in the served vocabulary "
+    "(missing from the word index, or ranked at or past num_words).",
+    buckets=UNKNOWN_RATIO_BUCKETS,
+)  # fmt: skip
+
+
+def note_text(seen: Signals, words: int, unknown: int) -> None:
+    """One text (or word-id sequence): its words, and how many the model could not read
+    (for a text, words missing from the index or ranked past ``num_words``; for word ids, the
+    out-of-vocabulary id 2 and ids at or past ``num_words``). A text of no words has no ratio."""
+    seen.observe(TEXT_WORDS, words)
+    if words:
+        seen.observe(UNKNOWN_WORD_RATIO, unknown / words)
+
+
+# --- Limits and cost --------------------------------------------------------------------------
+
+
+def text_problem(limits: Limits, loc: Loc, text: str) -> Problem | None:
+    """A text longer than ``MAX_TEXT_CHARS``."""
+    if len(text) > limits.max_text_chars:
+        return Problem(
+            loc, f"at most {limits.max_text_chars} characters allowed, got {len(text)}",
+            "string_too_long",
+        )  # fmt: skip
+    return None
+
+
+def sequence_problem(limits: Limits, loc: Loc, length: int) -> Problem | None:
+    """A word-id sequence longer than ``MAX_TEXT_CHARS`` ids."""
+    if length > limits.max_text_chars:
+        return Problem(
+            loc, f"at most {limits.max_text_chars} word ids allowed, got {length}", "too_long"
+        )
+    return None
+
+
+def document_text_limits(properties: dict[str, Any], limits: Limits) -> None:
+    """``MAX_TEXT_CHARS`` in a text request's JSON Schema: each text's ``maxLength``, each
+    word-id sequence's ``maxItems``."""
+    if "text" in properties:
+        properties["text"]["maxLength"] = limits.max_text_chars
+    if "texts" in properties:
+        properties["texts"]["items"]["maxLength"] = limits.max_text_chars
+    if "sequences" in properties:
+        properties["sequences"]["items"]["maxItems"] = limits.max_text_chars
+
+
+def text_cost(items: int, characters: int) -> int:
+    """A batch of texts' cost in short items, which ``service.serving.offload`` weighs: one per
+    item, or one per 2,500 characters (word ids) when the texts are long."""
+    return max(items, characters // 2_500)
 
 # --- Request and answer bodies -------------------------------------------------------------
 
@@ -50,6 +117,7 @@ class TextRequest(InputForms):
     """One text, a batch of texts, or a batch of Keras word-id sequences."""
 
     input_forms = ("text", "texts", "sequences")
+    batch_forms = ("texts", "sequences")
 
     text: NonEmptyText = Field(None, description="One raw text.")  # type: ignore[assignment]
     texts: list[NonEmptyText] = Field(  # type: ignore[assignment]
@@ -78,6 +146,11 @@ class TextRequest(InputForms):
         if self.text is not None:
             return [self.text]
         return self.texts if self.texts is not None else self.sequences  # type: ignore[return-value]
+
+    @classmethod
+    def document_limits(cls, properties: dict[str, Any], limits: Limits) -> None:
+        super().document_limits(properties, limits)
+        document_text_limits(properties, limits)
 
 
 class WordEffect(BaseModel):
@@ -152,9 +225,12 @@ Score = Callable[[np.ndarray], np.ndarray]
 
 
 class TextClassifier(Kind):
+    """A ``text-classifier`` on a multi-hot row of word ids (the book's IMDB and Reuters)."""
+
     kind: ClassVar[str] = "text-classifier"
     headline_metric: ClassVar[str] = "test_accuracy"
     request_base: ClassVar[type[InputForms]] = TextRequest
+    signals: ClassVar[tuple[Series, ...]] = (TEXT_WORDS, UNKNOWN_WORD_RATIO)
 
     def __init__(self, name: str, card: dict[str, Any], word_index: WordIndex, runtime: Runtime) -> None:
         self.name = name
@@ -169,19 +245,7 @@ class TextClassifier(Kind):
 
     @classmethod
     def load(cls, name: str, card: dict[str, Any], folder: Path, runtime: Runtime) -> Self:
-        labels = card.get("labels")
-        if not (
-            isinstance(labels, list) and len(labels) >= 2 and len(set(labels)) == len(labels)
-            and all(isinstance(label, str) and label for label in labels)
-        ):  # fmt: skip
-            raise ArtifactError(
-                f"{folder} metadata.json needs 'labels': at least two distinct names, in the "
-                f"order of the network's outputs"
-            )
-        from service.kinds.text_bag import BagTextClassifier, is_bag  # it builds on this module
-
-        if is_bag(card):  # preprocessing "tfidf-bag": the version-2 networks
-            return BagTextClassifier.load_bag(name, card, folder, runtime)  # type: ignore[return-value]
+        check_labels(card, folder)
         num_words = card.get("preprocessing", {}).get("num_words")
         if not isinstance(num_words, int) or num_words <= 3:
             raise ArtifactError(f"{folder} metadata.json needs preprocessing.num_words (> 3)")
@@ -224,11 +288,11 @@ class TextClassifier(Kind):
         if isinstance(item, str):
             sequence, unknown = self.word_index.encode_counting_unknown(item)
             # sequence = start id + the known words (OOV ids included); unknown = dropped + OOV
-            seen.text(len(sequence) - 1 + unknown - sequence.count(OOV_ID), unknown)
+            note_text(seen, len(sequence) - 1 + unknown - sequence.count(OOV_ID), unknown)
             return sequence
         ids = np.asarray(item, dtype=np.int64)
         unknown = int(((ids == OOV_ID) | (ids >= self.num_words)).sum())
-        seen.text(int((ids > START_ID).sum()), unknown)
+        note_text(seen, int((ids > START_ID).sum()), unknown)
         return item
 
     def predict(self, positions: Sequence[np.ndarray]) -> np.ndarray:
@@ -259,12 +323,12 @@ class TextClassifier(Kind):
         return [self.labels[i] for i in np.argmax(scores, axis=1).tolist()]
 
     def check(self, body: TextRequest, limits: Limits) -> tuple[int, int]:
-        raise_problems(limits.batches(body, ("texts", "sequences")))
+        raise_problems(limits.batches(body, TextRequest.batch_forms))
         if body.text is not None:
-            problems = [limits.text(("text",), body.text)]
+            problems = [text_problem(limits, ("text",), body.text)]
         else:
-            problems = [limits.text(("texts", i), text) for i, text in enumerate(body.texts or [])]
-        problems += [limits.sequence(("sequences", i), len(sequence))
+            problems = [text_problem(limits, ("texts", i), text) for i, text in enumerate(body.texts or [])]
+        problems += [sequence_problem(limits, ("sequences", i), len(sequence))
                      for i, sequence in enumerate(body.sequences or [])]  # fmt: skip
         raise_problems(problems)
         items = body.items()
@@ -330,13 +394,25 @@ class TextClassifier(Kind):
         raise_problems([limits.batch((tensor.name,), tensor.shape[0])])
         if tensor.name == "text":
             texts = [_decoded(element, (tensor.name, i)) for i, element in enumerate(tensor.data)]
-            raise_problems([limits.text(("text", i), text) for i, text in enumerate(texts)])
+            raise_problems([text_problem(limits, ("text", i), text) for i, text in enumerate(texts)])
             return texts
         values = np.asarray(tensor.data).reshape(tensor.shape)
-        raise_problems([limits.sequence((tensor.name,), tensor.shape[1])])
+        raise_problems([sequence_problem(limits, (tensor.name,), tensor.shape[1])])
         if values.size and (values.min() < 0 or values.max() > MAX_WORD_ID):
             raise_problems([Problem((tensor.name,), f"word ids must be from 0 to {MAX_WORD_ID}")])
         return list(values.astype(np.int64))
+
+    def v2_cost(self, tensor: Tensor, batch: list[Any]) -> int:
+        """Texts cost by their characters too; word-id rows one each."""
+        characters = sum(len(text) for text in batch) if tensor.name == "text" else 0
+        return text_cost(len(batch), characters)
+
+    def v2_bounds(self, spec: TensorSpec, limits: Limits) -> TensorBounds:
+        """Texts of 1 to ``MAX_TEXT_CHARS`` characters; word ids of 0 to 2**31 - 1, rows of up
+        to ``MAX_TEXT_CHARS`` ids."""
+        if spec.datatype == "BYTES":
+            return TensorBounds({"minLength": 1, "maxLength": limits.max_text_chars})
+        return TensorBounds({"minimum": 0, "maximum": MAX_WORD_ID}, limits.max_text_chars)
 
     def v2_answer(
         self, input_name: str, batch: list[Any], seen: Signals | None = None
@@ -350,6 +426,19 @@ class TextClassifier(Kind):
             score_spec.name: Tensor(score_spec.name, "FP32", (n, self.output_width), scores),
             label_spec.name: Tensor("label", "BYTES", (n,), [x.encode() for x in labels]),
         }
+
+
+def check_labels(card: dict[str, Any], folder: Path) -> None:
+    """``ArtifactError`` unless the card names at least two distinct labels."""
+    labels = card.get("labels")
+    if not (
+        isinstance(labels, list) and len(labels) >= 2 and len(set(labels)) == len(labels)
+        and all(isinstance(label, str) and label for label in labels)
+    ):  # fmt: skip
+        raise ArtifactError(
+            f"{folder} metadata.json needs 'labels': at least two distinct names, in the "
+            f"order of the network's outputs"
+        )
 
 
 def _column(column: int, outputs: np.ndarray) -> np.ndarray:

@@ -27,11 +27,12 @@ import numpy as np
 from pydantic import BeforeValidator, Field, StrictBool, StrictInt, create_model
 
 from service.contract.artifacts import ArtifactError
+from service.contract.tfidf import KIND, Bag, TfidfBag, normalized, pad
+from service.engine.runtime import Runtime
 from service.kinds.base import (
     VERSION_FIELD,
     InputForms,
     Limits,
-    NonEmptyText,
     Problem,
     TensorSpec,
     Version,
@@ -39,20 +40,23 @@ from service.kinds.base import (
     exactly_one_of,
     integral_float_to_int,
     raise_problems,
-    text_cost,
     with_examples,
 )
 from service.kinds.text import (
     BinaryPrediction,
     ClassPrediction,
+    NonEmptyText,
     TextClassifier,
     TextExplanation,
     _column,
+    check_labels,
+    document_text_limits,
     explanation,
+    note_text,
+    text_cost,
+    text_problem,
 )
-from service.engine.runtime import Runtime
 from service.observe.drift import Signals
-from service.contract.tfidf import KIND, Bag, TfidfBag, normalized, pad
 
 EXPLAIN_CHUNK = 64
 """Rows per engine call when explaining: a 2,000-term review is 2,001 rows of 2,000 terms, which
@@ -63,6 +67,7 @@ class BagTextRequest(InputForms):
     """One text or a batch of texts (a TF-IDF model reads raw text only)."""
 
     input_forms = ("text", "texts")
+    batch_forms = ("texts",)
 
     text: NonEmptyText = Field(None, description="One raw text.")  # type: ignore[assignment]
     texts: list[NonEmptyText] = Field(  # type: ignore[assignment]
@@ -78,6 +83,11 @@ class BagTextRequest(InputForms):
 
     def items(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts)
+
+    @classmethod
+    def document_limits(cls, properties: dict[str, Any], limits: Limits) -> None:
+        super().document_limits(properties, limits)
+        document_text_limits(properties, limits)
 
 
 def bag_request_model(name: str, labels: Sequence[str], example: str) -> type[InputForms]:
@@ -99,6 +109,7 @@ def bag_request_model(name: str, labels: Sequence[str], example: str) -> type[In
 class BagTextClassifier(TextClassifier):
     """A ``text-classifier`` whose card's preprocessing is ``tfidf-bag``."""
 
+    preprocessing: ClassVar[str | None] = KIND
     request_base: ClassVar[type[InputForms]] = BagTextRequest
 
     def __init__(self, name: str, card: dict[str, Any], bag: TfidfBag, runtime: Runtime) -> None:
@@ -115,8 +126,8 @@ class BagTextClassifier(TextClassifier):
         self.prediction_model = BinaryPrediction if self.binary else ClassPrediction
 
     @classmethod
-    def load_bag(cls, name: str, card: dict[str, Any], folder: Path, runtime: Runtime) -> Self:
-        """``TextClassifier.load`` for a ``tfidf-bag`` card (labels already checked there)."""
+    def load(cls, name: str, card: dict[str, Any], folder: Path, runtime: Runtime) -> Self:
+        check_labels(card, folder)
         preprocessing = card["preprocessing"]
         try:
             bag = TfidfBag.read(folder, preprocessing)
@@ -146,7 +157,7 @@ class BagTextClassifier(TextClassifier):
         for text in texts:
             terms, weights, words, unknown = self.bag.weigh(text)
             if seen is not None:
-                seen.text(words, unknown)
+                note_text(seen, words, unknown)
             rows.append((terms, normalized(weights)))
         return pad(rows)
 
@@ -159,9 +170,9 @@ class BagTextClassifier(TextClassifier):
                 f"version {self.card.get('version', '')} of '{self.name}' reads raw text only "
                 f"(a TF-IDF vocabulary of words and word pairs, not Keras word ids): send 'text' "
                 f"or 'texts'"))])  # fmt: skip
-        raise_problems(limits.batches(body, ("texts",)))
+        raise_problems(limits.batches(body, BagTextRequest.batch_forms))
         texts = body.items()
-        raise_problems([limits.text(("text",) if body.text is not None else ("texts", i), text)
+        raise_problems([text_problem(limits, ("text",) if body.text is not None else ("texts", i), text)
                         for i, text in enumerate(texts)])  # fmt: skip
         cost = text_cost(len(texts), sum(len(text) for text in texts))
         return len(texts), cost * (10 if body.explain else 1)
@@ -199,7 +210,3 @@ class BagTextClassifier(TextClassifier):
     def v2_inputs(self) -> tuple[TensorSpec, ...]:
         return (TensorSpec("text", "BYTES", (-1,)),)
 
-
-def is_bag(card: dict[str, Any]) -> bool:
-    preprocessing = card.get("preprocessing")
-    return isinstance(preprocessing, dict) and preprocessing.get("kind") == KIND

@@ -1,5 +1,6 @@
 """Automatic version discovery (``MODEL_POLL_SECONDS``), as TensorFlow Serving's file-system
-polling does: a cheap rescan of ``MODELS_DIR`` that asks for a reload when something changed.
+polling does: a cheap rescan of the model store (``MODELS_DIR``) that asks for a reload when
+something changed.
 """
 
 from __future__ import annotations
@@ -8,28 +9,28 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import os
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from fastapi import FastAPI
-
-from service.contract.artifacts import ArtifactError, artifact_fingerprint, model_folders, version_folders
-from service.serving.registry import Registry
+from service.contract.artifacts import ArtifactError
 from service.lifecycle.reload import Reloader
-from service.serving.rollout import ROLLOUT_FILE, file_digest
 from service.lifecycle.workers import SupervisorGone, WorkersDidNotApply
+from service.serving.registry import Registry
+from service.serving.rollout import ROLLOUT_FILE, file_digest
+from service.serving.store import FolderStore, ModelStore, StoreError
 
 logger = logging.getLogger("service.poll")
 
-Signature = tuple[tuple[str, int, int], ...]
-"""A folder's entries as (name, size, mtime_ns): it changes while a copy into it goes on."""
+Signature = Hashable
+"""A model's or version's entries in the store (``ModelStore.signature``): it changes while a
+copy into it goes on."""
 
 
 @dataclass(frozen=True)
 class DiskScan:
-    """What ``MODELS_DIR`` holds, read cheaply: no model file is opened, only stat'ed.
+    """What the store holds, read cheaply: no model file is opened but each card, to hash it.
 
     ``versions`` is None for a model folder that cannot be listed (ambiguous or unreadable),
     whose comparison is then left to its failure's ``signatures``."""
@@ -39,37 +40,32 @@ class DiskScan:
     rollouts: dict[str, str] = field(default_factory=dict)  # name → rollout.json's sha256 ("": none)
 
 
-def scan_disk(models_dir: Path) -> DiskScan:
+def scan_disk(store: ModelStore | Path) -> DiskScan:
+    """The store's models, versions, card fingerprints, signatures and rollout files;
+    ``StoreError`` (or ``OSError``) when the store cannot be listed."""
+    store = store if isinstance(store, ModelStore) else FolderStore(store)
     models: dict[str, dict[int, str] | None] = {}
     signatures: dict[str, Signature] = {}
     rollouts: dict[str, str] = {}
-    for name in model_folders(models_dir):
-        signatures[name] = folder_signature(models_dir / name)
-        rollouts[name] = file_digest(models_dir / name / ROLLOUT_FILE)
+    for name in store.model_names():
+        signatures[name] = store.signature(name)
+        rollouts[name] = file_digest(store.model_folder(name) / ROLLOUT_FILE)
         try:
-            folders = version_folders(models_dir / name)
-            models[name] = {version: _fingerprint(folder) for version, folder in folders.items()}
+            versions = store.versions(name)
+            models[name] = {version: _fingerprint(store, name, version) for version in versions}
         except (ArtifactError, OSError):
             models[name] = None
             continue
-        for version, folder in folders.items():
-            signatures[f"{name}/{version}"] = folder_signature(folder)
+        for version in versions:
+            signatures[f"{name}/{version}"] = store.signature(name, version)
     return DiskScan(models, signatures, rollouts)
 
 
-def _fingerprint(folder: Path) -> str:
+def _fingerprint(store: ModelStore, name: str, version: int) -> str:
     try:
-        return artifact_fingerprint(folder)
+        return store.fingerprint(name, version)
     except OSError:
         return ""  # no readable metadata.json yet: a load would fail, and say why
-
-
-def folder_signature(folder: Path) -> Signature:
-    try:
-        entries = [(e.name, e.stat()) for e in os.scandir(folder)]
-    except OSError:
-        return ()
-    return tuple(sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in entries))
 
 
 def what_changed(
@@ -113,14 +109,14 @@ def what_changed(
 
 
 class Poller:
-    """``MODEL_POLL_SECONDS``: rescan ``MODELS_DIR`` every so often and reload on a change.
+    """``MODEL_POLL_SECONDS``: rescan the store every so often and reload on a change.
 
     With several workers one of them polls (the holder of ``<run>/poller.lock``; another takes
     over if it dies) and its reload is a group reload, so every worker switches together."""
 
-    def __init__(self, app: FastAPI, reloader: Reloader, interval: float) -> None:
-        self.app = app
+    def __init__(self, reloader: Reloader, interval: float) -> None:
         self.reloader = reloader
+        self.store = reloader.store
         self.interval = interval
         self.seen: dict[str, Signature] = {}
         self.problem = ""  # why MODELS_DIR could not be scanned, logged once, not every scan
@@ -147,19 +143,18 @@ class Poller:
             except (SupervisorGone, WorkersDidNotApply) as error:
                 logger.error("poll: %s", error)
             except Exception:  # polling must outlive any one bad scan
-                logger.exception("poll: rescanning %s failed", self.app.state.settings.models_dir)
+                logger.exception("poll: rescanning %s failed", self.store.location)
 
     async def poll(self) -> None:
-        settings = self.app.state.settings
         try:
-            disk = await asyncio.to_thread(scan_disk, settings.models_dir)
-        except OSError as error:  # a reload would keep everything serving: nothing to do
+            disk = await asyncio.to_thread(scan_disk, self.store)
+        except (StoreError, OSError) as error:  # a reload would keep everything serving
             if str(error) != self.problem:
                 logger.warning("poll: MODELS_DIR cannot be scanned: %s", error)
             self.problem = str(error)
             return
         self.problem = ""
-        reason = what_changed(self.app.state.registry, settings.expected_models, disk, self.seen)
+        reason = what_changed(self.reloader.plane.registry, self.reloader.expected, disk, self.seen)
         self.seen = disk.signatures  # before the reload: a change during it shows at the next scan
         if reason is not None:
             logger.info("poll: %s; reloading", reason)
@@ -177,6 +172,6 @@ class Poller:
             lock.close()
             return False
         self.leadership = lock
-        logger.info("poll: this worker rescans %s every %g s", self.app.state.settings.models_dir,
+        logger.info("poll: this worker rescans %s every %g s", self.store.location,
                     self.interval)  # fmt: skip
         return True

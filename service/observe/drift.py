@@ -1,24 +1,24 @@
 """What the models see and say, per model and version, in ``/metrics``: the signals of drift.
 
 A kind fills one ``Signals`` record per request while it answers (``Kind.answer``,
-``Kind.v2_answer``): the words of each text and how many of them the model could not read, the
-features outside their training range, the labels it gave, the values it predicted. The
-protocol adapters hand the record to ``SignalMetrics.record``. So the kinds never see
-Prometheus, and no module outside a kind knows what a model's inputs or outputs are.
+``Kind.v2_answer``), and the data plane hands the record to ``SignalMetrics.record``. So the
+kinds never see Prometheus, and nothing here knows what a model's inputs are: each kind declares
+the series it records (``Kind.signals``, each a ``Series``), and this module makes them.
 
-The series, labelled ``model`` and ``version``:
+Every kind that answers with labels or values gets two series for free:
+
+* ``model_predictions_by_label_total{label}`` (counter): items answered with that label;
+* ``model_predicted_value`` (histogram): regression outputs, in buckets spread over the card's
+  target range (``target.train_min`` to ``train_max``), each model version its own.
+
+The series a kind declares are labelled ``model`` and ``version`` (and its ``by`` label, if
+any). The book's kinds declare these (``service.kinds.text``, ``service.kinds.table``):
 
 * ``model_input_text_words`` (histogram): words per text, as the tokenizer splits it.
 * ``model_input_unknown_word_ratio`` (histogram): per text of at least one word, the share of
-  its words that do not reach the model as themselves: words missing from the word index
-  (dropped) plus words in the index whose rank is at or past ``num_words`` (read as the
-  out-of-vocabulary id). For word-id sequences, the words are the ids from 2 up (0 pads, 1
-  starts) and the unknown ones are the out-of-vocabulary id 2 and ids at or past ``num_words``.
+  its words that do not reach the model as themselves.
 * ``model_input_out_of_range_total{feature}`` (counter): rows with that feature outside
   ``[train_min, train_max]`` of the card.
-* ``model_predictions_by_label_total{label}`` (counter): items answered with that label.
-* ``model_predicted_value`` (histogram): regression outputs, in buckets spread over the card's
-  target range (``target.train_min`` to ``train_max``), each model version its own.
 
 Counters and histograms only: with several workers, prometheus-client's multiprocess mode sums
 them over the workers (``service.observe.metrics``).
@@ -36,28 +36,45 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-WORDS_BUCKETS = (0, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
-UNKNOWN_RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 VALUE_BUCKETS = (0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 """For a regressor whose card gives no target range."""
 
 
+@dataclass(frozen=True, eq=False)
+class Series:
+    """A drift series a kind records: a histogram when it has ``buckets``, else a counter (by
+    its ``by`` label). Compared and hashed by identity: a kind module declares each once."""
+
+    name: str
+    help: str
+    buckets: tuple[float, ...] | None = None
+    by: str | None = None
+
+
 @dataclass(slots=True)
 class Signals:
-    """What one request showed a kind; empty lists for what its kind does not measure."""
+    """What one request showed a kind: the labels or values it answered (what a shadow run is
+    compared on, ``service.serving.shadow``), and the observations of its own series."""
 
-    text_words: list[int] = field(default_factory=list)
-    unknown_ratios: list[float] = field(default_factory=list)
-    out_of_range: Tally[str] = field(default_factory=Tally)
     labels: list[str] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     value_buckets: tuple[float, ...] = VALUE_BUCKETS
+    observed: dict[Series, list[float]] = field(default_factory=dict)
+    counted: dict[Series, Tally[str]] = field(default_factory=dict)
 
-    def text(self, words: int, unknown: int) -> None:
-        """One text (or word-id sequence): its words, and how many the model could not read."""
-        self.text_words.append(words)
-        if words:
-            self.unknown_ratios.append(unknown / words)
+    def observe(self, series: Series, value: float) -> None:
+        """One observation of a histogram series."""
+        observed = self.observed.get(series)
+        if observed is None:
+            observed = self.observed[series] = []
+        observed.append(value)
+
+    def count(self, series: Series, counts: Iterable[str] | Mapping[str, int]) -> None:
+        """Occurrences of a counter series by its ``by`` label: names (once each) or counts."""
+        tally = self.counted.get(series)
+        if tally is None:
+            tally = self.counted[series] = Tally()
+        tally.update(counts)
 
 
 def target_buckets(target: Mapping[str, Any]) -> tuple[float, ...]:
@@ -75,43 +92,42 @@ def target_buckets(target: Mapping[str, Any]) -> tuple[float, ...]:
 class SignalMetrics:
     """The signal series of one app, and the labelled children it has used, looked up once."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.words = Histogram(
-            "model_input_text_words", "Words per input text (or word ids past the start id per sequence).",
-            ["model", "version"], buckets=WORDS_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.unknown = Histogram(
-            "model_input_unknown_word_ratio",
-            "Per text of at least one word: share of its words not in the served vocabulary "
-            "(missing from the word index, or ranked at or past num_words).",
-            ["model", "version"], buckets=UNKNOWN_RATIO_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.out_of_range = Counter(
-            "model_input_out_of_range", "Input rows with this feature outside its training range.",
-            ["model", "version", "feature"], registry=registry,
-        )  # fmt: skip
+    def __init__(self, registry: CollectorRegistry, series: Iterable[Series] = ()) -> None:
+        self.registry = registry
+        self.families: dict[Series, Any] = {}
+        for declared in series:
+            self._family(declared)
         self.labels = Counter(
             "model_predictions_by_label", "Items answered with this label.",
             ["model", "version", "label"], registry=registry,
         )  # fmt: skip
         self.values = ValueHistograms()
         registry.register(self.values)
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _family(self, series: Series) -> Any:
+        """The Prometheus metric of a series, made at its first use if no kind declared it."""
+        family = self.families.get(series)
+        if family is None:
+            names = ["model", "version", *([series.by] if series.by else [])]
+            if series.buckets is not None:
+                family = Histogram(series.name, series.help, names, buckets=series.buckets,
+                                   registry=self.registry)  # fmt: skip
+            else:
+                family = Counter(series.name, series.help, names, registry=self.registry)
+            self.families[series] = family
+        return family
 
     def record(self, model: str, version: str, seen: Signals) -> None:
         """Everything one request showed, in a handful of cached lookups."""
-        if seen.text_words:
-            words = self._child(
-                ("words", model, version), lambda: self.words.labels(model, version)
-            )
-            observe_all(words, seen.text_words)
-            unknown = self._child(
-                ("unknown", model, version), lambda: self.unknown.labels(model, version)
-            )
-            observe_all(unknown, seen.unknown_ratios)
-        for feature, rows in seen.out_of_range.items():
-            self._child(("range", model, version, feature),
-                        lambda f=feature: self.out_of_range.labels(model, version, f)).inc(rows)  # fmt: skip
+        for series, observations in seen.observed.items():
+            child = self._child((series, model, version),
+                                lambda s=series: self._family(s).labels(model, version))  # fmt: skip
+            observe_all(child, observations)
+        for series, tally in seen.counted.items():
+            for key, count in tally.items():
+                self._child((series, model, version, key),
+                            lambda s=series, k=key: self._family(s).labels(model, version, k)).inc(count)  # fmt: skip
         if seen.labels:
             for label, items in Tally(seen.labels).items():
                 self._child(("label", model, version, label),
@@ -121,7 +137,7 @@ class SignalMetrics:
                                  lambda: self.values.child(model, version, seen.value_buckets))  # fmt: skip
             observe_all(values, seen.values)
 
-    def _child(self, key: tuple[str, ...], make: Any) -> Any:
+    def _child(self, key: tuple[Any, ...], make: Any) -> Any:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = make()

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.observe.drift import SignalMetrics
-
-if TYPE_CHECKING:
-    from service.serving.registry import Registry
+from service.observe.drift import Series, SignalMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
@@ -47,7 +45,9 @@ def _use_shared_values() -> None:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """The series of one app. ``signals`` are the drift series the served kinds declare."""
+
+    def __init__(self, signals: Iterable[Series] = ()) -> None:
         self._children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         self.shared = multiprocess_dir() is not None
         if self.shared:
@@ -99,7 +99,7 @@ class Metrics:
             "model_reloads_total", "Hot reloads by outcome: 'ok', or 'failed' (a version did not load).",
             ["outcome"], registry=self.registry,
         )  # fmt: skip
-        self.signals = SignalMetrics(self.registry)
+        self.signals = SignalMetrics(self.registry, signals)
         """What the models see and answer, per model version (``service.observe.drift``)."""
 
     def exposed(self) -> CollectorRegistry:
@@ -151,10 +151,10 @@ class Metrics:
             children = self._children[key] = make()
         return children
 
-    def record_registry(self, registry: Registry) -> None:
-        """The gauges that describe what is served, after start-up and after each reload."""
-        serving = registry.serving()
-        for name in registry.names:
+    def record_serving(self, names: Iterable[str], serving: Mapping[str, str], failures: int) -> None:
+        """The gauges that describe what is served, after start-up and after each reload: each
+        known model, its default version if it has one, and how many loads failed."""
+        for name in names:
             self.model_ready.labels(name).set(1 if name in serving else 0)
             self.default_version.labels(name).set(int(serving.get(name, 0)))
-        self.load_failures.set(len(registry.failures))
+        self.load_failures.set(failures)

@@ -12,9 +12,10 @@ keeps a share of the requests (decided per request, before anything is read), an
 * ``full``: the inputs as sent. Only by explicit choice: reviews and newswires may hold
   personal data, and a log is copied, shipped and kept longer than a request.
 
-``PayloadCapture`` is plain ASGI around the whole app: it copies the request body on the way in
-and the response (status, request id, body) on the way out, so it sees ``PredictLane``'s 200s
-and the routes' 4xx and 5xx alike, and the kinds know nothing of it. ``PayloadLog`` writes the
+The HTTP side (``service.api.middleware.PayloadCapture``, plain ASGI around the whole app)
+copies each sampled request body on the way in and the response (status, request id, body) on
+the way out into an ``Exchange``, so it sees the lane's 200s and the routes' 4xx and 5xx alike,
+and the kinds know nothing of it. ``PayloadLog`` renders an exchange as one line and writes the
 lines in bursts, like ``service.observe.logs.AccessLog``: at most 50 ms late, one ``write()`` per burst
 on a descriptor opened with ``O_APPEND``, so workers appending to one file never cut each
 other's lines (one ``write`` to a local file is placed and written whole). ``stdout`` is shared
@@ -28,30 +29,25 @@ import hashlib
 import json
 import os
 import random
-import re
 import time
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pydantic_core import from_json, to_json
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observe.logs import Bursts, timestamp
-from service.settings import PayloadInputs
 
 TRUNCATE_CHARS = 64
 """What ``truncate`` keeps of each input item."""
 
-_V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
+class PayloadInputs(str, Enum):
+    """How the payload log writes a request's inputs (``PAYLOAD_LOG_INPUTS``)."""
 
-def predict_target(path: str) -> tuple[str, str, str | None] | None:
-    """(protocol, model, version in the path) of a predict path, else None."""
-    if path.endswith("/predict") and path.count("/") == 2:
-        return "rest", path[1 : -len("/predict")], None
-    match = _V2_INFER.match(path)
-    if match:
-        return "v2", match.group(1), match.group(2)
-    return None
+    hash = "hash"
+    truncate = "truncate"
+    full = "full"
 
 
 class PayloadLog(Bursts):
@@ -186,83 +182,27 @@ class PayloadLog(Bursts):
         return outputs
 
 
+@dataclass
 class Exchange:
-    """One predict request and its response, as they went by."""
+    """One predict request and its response, as they went by: ``target`` is (protocol, model,
+    version named in the path), the header lengths those of V2's binary framing."""
 
-    def __init__(self, target: tuple[str, str, str | None], scope: Scope) -> None:
-        self.target = target
-        self.started = time.perf_counter()
-        self.finished = 0.0
-        self.finished_clock = 0.0
-        self.status = 500
-        self.request_id = ""
-        self.request_chunks: list[bytes] = []
-        self.response_chunks: list[bytes] = []
-        self.header_length: int | None = None
-        self.request_header_length = _header_length(scope.get("headers", []))
+    target: tuple[str, str, str | None]
+    request_header_length: int | None = None
+    started: float = field(default_factory=time.perf_counter)
+    finished: float = 0.0
+    finished_clock: float = 0.0
+    status: int = 500
+    request_id: str = ""
+    header_length: int | None = None
+    request_chunks: list[bytes] = field(default_factory=list)
+    response_chunks: list[bytes] = field(default_factory=list)
 
     def request_body(self) -> bytes:
         return b"".join(self.request_chunks)
 
     def response_body(self) -> bytes:
         return b"".join(self.response_chunks)
-
-    def response_started(self, message: Message) -> None:
-        self.status = message["status"]
-        headers = message.get("headers", [])
-        for name, value in headers:
-            if name == b"x-request-id":
-                self.request_id = value.decode("latin-1")
-        self.header_length = _header_length(headers)
-
-
-class PayloadCapture:
-    """Plain ASGI, outermost: copy each sampled predict request and its response to the log."""
-
-    def __init__(self, app: ASGIApp, log: PayloadLog) -> None:
-        self.app = app
-        self.log = log
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = (
-            predict_target(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if target is None or not self.log.sampled():
-            await self.app(scope, receive, send)
-            return
-        exchange = Exchange(target, scope)
-
-        async def receive_copy() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                exchange.request_chunks.append(message.get("body", b""))
-            return message
-
-        async def send_copy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                exchange.response_started(message)
-            elif message["type"] == "http.response.body":
-                exchange.response_chunks.append(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive_copy, send_copy)
-        finally:
-            exchange.finished, exchange.finished_clock = time.time(), time.perf_counter()
-            self.log.write(self.log.entry(exchange))
-
-
-def _header_length(headers: Any) -> int | None:
-    """A V2 binary message's JSON part length (``Inference-Header-Content-Length``)."""
-    for name, value in headers:
-        if name.lower() == b"inference-header-content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _json(raw: bytes, json_length: int | None = None) -> Any:

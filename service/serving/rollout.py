@@ -27,32 +27,20 @@ Responses always say which version answered.
 
 Shadow: when ``stable`` answered a predict request (REST or V2 inference) that named no version
 (or ``stable``), the ``shadow`` version runs on the same input once the response is on its way
-(``ShadowRunner``) and the agreement is counted in ``/metrics``; a shadow failure never touches
-the response.
+(``service.serving.shadow``) and the agreement is counted in ``/metrics``; a shadow failure never
+touches the response.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
-
-from service.kinds.base import InputProblems
-from service.observe.drift import Signals
-
-if TYPE_CHECKING:
-    from service.observe.metrics import Metrics
-    from service.serving.registry import ServedModel
-
-logger = logging.getLogger("service.rollout")
 
 ROLLOUT_FILE = "rollout.json"
 ROUTING_HEADER = "x-routing-key"
@@ -220,90 +208,3 @@ def settle(
 def _fits(rollout: Rollout, served: Collection[int]) -> bool:
     named = (rollout.stable, rollout.canary, rollout.shadow)
     return all(v is None or int(v) in served for v in named)
-
-
-# --- Shadow traffic -----------------------------------------------------------------------------
-
-SHADOW_OUTCOMES = ("agree", "disagree", "error", "dropped")
-
-
-def compared(stable: Signals, shadow: Signals) -> tuple[int, int, list[float]]:
-    """Agreements, disagreements and (regressors) absolute differences, item by item, read from
-    what each run recorded while it answered (``service.observe.drift``), so the REST and V2 answers,
-    whatever their shapes, compare alike and no model is known here by name or kind.
-
-    Labels (a classifier) agree when they are the same. Values (a regressor's target) agree when
-    equal to float32 precision; the histogram shows how far apart they are."""
-    ours, theirs = (
-        (stable.labels, shadow.labels) if stable.labels else (stable.values, shadow.values)
-    )
-    if len(ours) != len(theirs):
-        raise ValueError(f"stable answered {len(ours)} items, the shadow {len(theirs)}")
-    if stable.labels:
-        agree = sum(a == b for a, b in zip(ours, theirs))
-        return agree, len(ours) - agree, []
-    differences = [abs(float(a) - float(b)) for a, b in zip(ours, theirs)]
-    agree = sum(d <= 1e-6 * max(1.0, abs(float(a))) for d, a in zip(differences, ours))
-    return agree, len(ours) - agree, differences
-
-
-Work = Callable[[Signals], Any]
-"""The shadow's forward pass, recording what it answered in the ``Signals`` it is given."""
-
-
-class ShadowRunner:
-    """Runs shadow predictions after the response, at most ``limit`` at a time.
-
-    Why bounded: a shadow doubles the model work of every request it copies. Under load,
-    unbounded shadow tasks would pile up behind the requests that do need answers, holding their
-    inputs in memory and taking the CPU the stable path needs. A shadow over the limit is
-    dropped and counted (``outcome="dropped"``), so the comparison becomes a sample, and the
-    metric says how large."""
-
-    def __init__(self, metrics: Metrics, limit: int) -> None:
-        self.metrics = metrics
-        self.limit = limit
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def submit(self, stable: ServedModel, seen: Signals, shadow: ServedModel,
-               prepare: Callable[[], tuple[Work, int]]) -> None:  # fmt: skip
-        """Start one shadow run. ``seen`` is what stable answered; ``prepare`` reads the same
-        input for the shadow (its own schema and limits: ``InputProblems`` or a pydantic
-        ``ValidationError`` if it cannot take it) and gives its work and cost."""
-        labels = (stable.name, stable.version, shadow.version)
-        if len(self.tasks) >= self.limit:
-            self.metrics.record_shadow(*labels, "dropped")
-            return
-        task = asyncio.get_running_loop().create_task(self._run(labels, seen, prepare))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run(self, labels: tuple[str, str, str], seen: Signals,
-                   prepare: Callable[[], tuple[Work, int]]) -> None:  # fmt: skip
-        from service.serving.offload import run_sized
-
-        name, _, version = labels
-        theirs = Signals()
-        try:
-            work, cost = prepare()
-            await run_sized(partial(work, theirs), cost)
-            agree, disagree, differences = compared(seen, theirs)
-        except (ValidationError, InputProblems, ValueError, TypeError, ArithmeticError) as error:
-            logger.warning("shadow %s/%s failed: %s", name, version, error)
-            self.metrics.record_shadow(*labels, "error")
-            return
-        except Exception:  # a shadow failure must never reach the stable path
-            logger.exception("shadow %s/%s failed", name, version)
-            self.metrics.record_shadow(*labels, "error")
-            return
-        self.metrics.record_shadow(*labels, "agree", agree)
-        self.metrics.record_shadow(*labels, "disagree", disagree)
-        for difference in differences:
-            self.metrics.record_shadow_difference(*labels, difference)
-
-    async def drain(self, timeout: float = 5.0) -> None:
-        """At shutdown: let the shadow runs in flight finish (briefly), then drop the rest."""
-        if self.tasks:
-            _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()

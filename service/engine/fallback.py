@@ -13,18 +13,36 @@ refuses a model whose fast path disagrees.
 A multi-hot row times the first kernel is the sum of the kernel rows at the row's 1-positions:
 ``from_positions`` computes exactly that, so a review of 150 distinct words costs 150 row
 additions instead of a 10,000-row product, and no 40 MB matrix is built for a batch of 1,000.
+
+Keras' backend is picked here too, before Keras is first imported (``load_keras``): serving
+three small Dense networks does not need TensorFlow. Keras 3 runs the same ``.keras`` files on
+its ``numpy`` backend (inference only), which starts in a fraction of a second and needs about a
+third of the memory and disk of TensorFlow. Keras reads the backend once, at import, from
+``KERAS_BACKEND``; so the service sets it itself, overriding whatever the user's environment
+says. Only a process that imported Keras before the service (a test suite that also trains,
+say) keeps its backend: the models load the same, and the service logs which backend it got.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from service.engine.runtime import Runtime
+from service.contract.artifacts import MODEL_FILE, ArtifactError
 from service.contract.vectorize import rows_from_positions
+from service.engine.runtime import ONNX_FILE, Runtime
+
+SERVING_BACKEND = "numpy"
+
+logger = logging.getLogger("service.backend")
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -192,3 +210,36 @@ class KerasRuntime(Runtime):
         if self.network is not None and self.network.reads_positions:
             return self.network.from_positions(positions)
         return self(rows_from_positions(positions, width))
+
+
+def load_keras() -> ModuleType:
+    """Import Keras on the serving backend and return the module."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = SERVING_BACKEND
+    import keras
+
+    if keras.backend.backend() != SERVING_BACKEND:
+        logger.warning(
+            "Keras was imported with the %r backend before the service could select %r",
+            keras.backend.backend(),
+            SERVING_BACKEND,
+        )
+    return keras
+
+
+def keras_runtime(folder: Path) -> Runtime:
+    """A folder written before ONNX export: Keras (``pip install ".[keras]"``) loads its
+    ``model.keras`` in safe mode, or the reason it cannot and the two ways out."""
+    try:
+        keras = load_keras()
+    except ImportError as error:
+        raise ArtifactError(
+            f"{folder} has no {ONNX_FILE}, and the Keras fallback that would load its "
+            f"{MODEL_FILE} is not installed ({error}): export it with `python -m training "
+            f'export-onnx {folder}`, or install the fallback with `pip install ".[keras]"`'
+        ) from None
+    try:
+        model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a bad file
+        raise ArtifactError(f"{folder / MODEL_FILE} cannot be loaded safely: {error}") from None
+    return KerasRuntime.of(model)
