@@ -161,7 +161,8 @@ def test_an_ensembles_first_member_is_the_network_the_book_recipe_trains_with_th
     import keras
 
     from training.ensembles import fit
-    from training.recipes import build_boston_model, seed_everything
+    from training.networks import seed_everything
+    from training.recipes import build_boston_model
 
     x, y = split.x_train.astype("float32"), split.y_train.astype("float32")
     _, history = fit(x, y, RegressorSpec(members=3, epochs=3), seed=7, watch=(x[:50], y[:50]))

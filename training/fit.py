@@ -38,7 +38,7 @@ from service.contract.vectorize import INDEX_FROM, NUM_WORDS, WordIndex, tokeniz
 from training.cards import TableRegressor, TextClassifier
 from training.datasets import Column, DataError
 from training.export import card_heading, next_version, write_version
-from training.recipes import (
+from training.networks import (
     compile_regressor,
     dense_stack,
     describe,

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.contract.tfidf import VOCABULARY_FILE, TfidfBag
+from training.datasets import reuters_label_names
 from training.improved_data import TextSplit, dense_batch
+from training.networks import Trained, describe, seed_everything
 
 if TYPE_CHECKING:
     import keras
-
-    from training.recipes import Trained
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,6 @@ def fit_bag(split: TextSplit, recipe: BagRecipe, seed: int, binary: bool, verbos
     for this recipe, reused across seeds (it does not depend on the seed)."""
     import keras
 
-    from training.recipes import seed_everything
-
     seed_everything(seed)
     bag, rows = vectorized or vectorize(split, recipe)
     cut = recipe.validation
@@ -218,8 +216,6 @@ def score(model: keras.Model, bag: TfidfBag, texts: Sequence[str], labels: np.nd
 
 def recipe_card(fitted: Fitted, seed: int) -> dict[str, Any]:
     """The card's ``recipe``: the settings, the layers, and how the epochs were chosen."""
-    from training.recipes import describe
-
     settings = asdict(fitted.recipe)
     return {
         "name": "improved", "layers": describe(fitted.model), "optimizer": "adam",
@@ -288,8 +284,6 @@ def train_improved(split: TextSplit, seed: int, binary: bool, labels: Sequence[s
                    recipe: BagRecipe, verbose: int = 2) -> Trained:  # fmt: skip
     """``fit_bag``, as the ``Trained`` the writer takes; the fitted vectorization rides along
     in ``extra["output"]`` so the card and the vocabulary file are the ones trained with."""
-    from training.recipes import Trained  # recipes lists this module's recipes: import late
-
     fitted = fit_bag(split, recipe, seed, binary, verbose)
     metrics = {key: value for key, value in fitted.metrics.items() if key.startswith("test_")}
     metrics["val_accuracy"] = fitted.metrics["val_accuracy"]
@@ -314,8 +308,6 @@ def train_imdb_improved(split: TextSplit, seed: int, tensorboard: str | None = N
 
 def train_reuters_improved(split: TextSplit, seed: int, tensorboard: str | None = None,
                            verbose: int = 2) -> Trained:  # fmt: skip
-    from training.datasets import reuters_label_names
-
     return train_improved(split, seed, False, reuters_label_names(), REUTERS_IMPROVED, verbose)
 
 

@@ -1,10 +1,14 @@
-"""The three recipes of *Deep Learning with Python*, chapter 3 (see ../shared/seed-recipes.md),
-and :data:`BOOK`, the one table that says, per book model, how it is loaded, trained, evaluated
-and described on its model card.
+"""The catalogue of recipes: the three of *Deep Learning with Python*, chapter 3 (see
+../shared/seed-recipes.md), in :data:`BOOK`, the one table that says, per book model, how it is
+loaded, trained, evaluated and described on its model card; their version 2 (issue 16), the
+same data and card with better networks; and :data:`RECIPES`, each table by its ``--recipe``
+name.
 
 Each ``train_*`` function reproduces the book's final model and returns it with what its model
 card needs: the recipe in words, the per-epoch history and the test metrics. Text inputs go
-through ``service.contract.vectorize`` exactly as served requests do.
+through ``service.contract.vectorize`` exactly as served requests do. The layer stacks, the seed
+and ``Trained`` come from the toolbox, ``training.networks``, which ``fit`` and the version-2 text
+networks share: they import it, never this catalogue that lists them.
 
 Keras is imported inside the functions that need it, not here: the command line reads
 :data:`BOOK` for its choices, and ``fit`` checks a user's file, without paying TensorFlow's
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,79 +39,25 @@ from training.datasets import (
 )
 from training.ensembles import RegressorSpec, best_epoch, kfold
 from training.ensembles import fit as fit_ensemble
+from training.improved import (
+    IMDB_LABELS,
+    BagOutput,
+    train_imdb_improved,
+    train_reuters_improved,
+)
+from training.improved_data import load_imdb_texts, load_reuters_texts
+from training.networks import (
+    Trained,
+    compile_regressor,
+    dense_stack,
+    describe,
+    history_of,
+    normalized_regressor,
+    seed_everything,
+)
 
 if TYPE_CHECKING:
     import keras
-
-
-@dataclass
-class Trained:
-    """A trained model and the figures its model card records."""
-
-    model: keras.Model
-    recipe: dict[str, Any]
-    history: dict[str, list[float]]
-    metrics: dict[str, float]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> None:
-    """Same seed, same weights and batches: reruns give the same model on the same machine."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-
-
-def dense_stack(
-    inputs: int, hidden: list[int], outputs: int, activation: str, final: str | None, name: str
-) -> keras.Model:
-    """The text networks: the multi-hot row, hidden Dense layers, one output layer."""
-    import keras
-
-    layers: list[keras.layers.Layer] = [keras.Input((inputs,), name="multi_hot")]
-    layers += [
-        keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
-        for i, units in enumerate(hidden, start=1)
-    ]
-    layers.append(keras.layers.Dense(outputs, activation=final, name="output"))
-    return keras.Sequential(layers, name=name)
-
-
-def normalized_regressor(x_train: np.ndarray, output: str, name: str) -> keras.Model:
-    """The table network: Normalization adapted on the training rows is the first layer, so the
-    model reads raw features; then Dense 64 relu twice and one linear output."""
-    import keras
-
-    normalization = keras.layers.Normalization(name="normalization")
-    normalization.adapt(np.asarray(x_train, dtype="float32"))
-    return keras.Sequential(
-        [
-            keras.Input((np.shape(x_train)[1],), name="features"),
-            normalization,
-            keras.layers.Dense(64, activation="relu", name="hidden_1"),
-            keras.layers.Dense(64, activation="relu", name="hidden_2"),
-            keras.layers.Dense(1, name=output),
-        ],
-        name=name,
-    )
-
-
-def describe(model: keras.Model) -> list[str]:
-    """The layers in words, for the model card."""
-    import keras
-
-    described = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            described.append(f"Dense({layer.units}, {layer.activation.__name__})")
-        else:
-            described.append(type(layer).__name__)
-    return described
-
-
-def history_of(fit: keras.callbacks.History) -> dict[str, list[float]]:
-    """A fit's per-epoch figures as plain floats, for the model card."""
-    return {key: [float(v) for v in values] for key, values in fit.history.items()}
 
 
 def _callbacks(tensorboard: str | None, run: str) -> list[keras.callbacks.Callback]:
@@ -187,10 +137,6 @@ def train_reuters(split: Split, seed: int, tensorboard: str | None = None, verbo
 
 
 # --- Boston housing: regression ------------------------------------------------------------
-
-
-def compile_regressor(model: keras.Model) -> None:
-    model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
 
 
 def build_boston_model(x_train: np.ndarray) -> keras.Model:
@@ -355,15 +301,6 @@ BOOK: dict[str, BookRecipe] = {
     ),
 }
 """The book's models by name, in the order ``train all`` trains them."""
-
-
-from training.improved import (  # it builds on Trained and seed_everything above
-    IMDB_LABELS,
-    BagOutput,
-    train_imdb_improved,
-    train_reuters_improved,
-)
-from training.improved_data import load_imdb_texts, load_reuters_texts
 
 IMPROVED: dict[str, BookRecipe] = {
     "imdb": replace(
