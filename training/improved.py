@@ -251,10 +251,10 @@ def with_changes(recipe: BagRecipe, **changes: Any) -> BagRecipe:
 
 
 @dataclass
-class BagOutput:
+class BagTextClassifierCard:
     """The card's kind-specific part for a TF-IDF bag text classifier (``training.cards``'
-    ``TextClassifier`` for the multi-hot models): labels, the vectorization, its vocabulary file.
-    ``bag`` is the fitted vectorization (set by training; the card cannot exist before it)."""
+    ``TextClassifierCard`` for the multi-hot models): labels, the vectorization, its vocabulary
+    file. ``bag`` is the fitted vectorization (set by training; the card cannot exist before it)."""
 
     labels: Sequence[str]
     bag: TfidfBag | None = None
@@ -288,7 +288,7 @@ def train_improved(split: TextSplit, seed: int, binary: bool, labels: Sequence[s
     metrics = {key: value for key, value in fitted.metrics.items() if key.startswith("test_")}
     metrics["val_accuracy"] = fitted.metrics["val_accuracy"]
     return Trained(without_optimizer(fitted.model), recipe_card(fitted, seed), fitted.history, metrics,
-                   {"output": BagOutput(labels, fitted.bag)})  # fmt: skip
+                   {"output": BagTextClassifierCard(labels, fitted.bag)})  # fmt: skip
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.contract.vectorize import NUM_WORDS, multi_hot
-from training.cards import Derived, Output, TableRegressor, TextClassifier
+from training.cards import Derived, Output, TableRegressorCard, TextClassifierCard
 from training.datasets import (
     BOSTON_FEATURES,
     BOSTON_TARGET,
@@ -41,7 +41,7 @@ from training.ensembles import RegressorSpec, best_epoch, kfold
 from training.ensembles import fit as fit_ensemble
 from training.improved import (
     IMDB_LABELS,
-    BagOutput,
+    BagTextClassifierCard,
     train_imdb_improved,
     train_reuters_improved,
 )
@@ -265,7 +265,7 @@ BOOK: dict[str, BookRecipe] = {
         description="Probability that a movie review is positive.",
         load=load_imdb,
         train=train_imdb,
-        output=lambda source: TextClassifier(
+        output=lambda source: TextClassifierCard(
             labels=["negative", "positive"], word_index=load_word_index(source, "imdb")
         ),
         compile=compile_imdb,
@@ -276,7 +276,7 @@ BOOK: dict[str, BookRecipe] = {
         description="The topic of a Reuters newswire among 46.",
         load=load_reuters,
         train=train_reuters,
-        output=lambda source: TextClassifier(
+        output=lambda source: TextClassifierCard(
             labels=reuters_label_names(), word_index=load_word_index(source, "reuters")
         ),
         compile=compile_reuters,
@@ -289,7 +289,7 @@ BOOK: dict[str, BookRecipe] = {
         description="Median value of homes in a 1970s Boston district, in $1000s.",
         load=load_boston,
         train=train_boston,
-        output=lambda source: TableRegressor(
+        output=lambda source: TableRegressorCard(
             features=BOSTON_FEATURES,
             target=BOSTON_TARGET,
             field="price",
@@ -305,11 +305,11 @@ BOOK: dict[str, BookRecipe] = {
 IMPROVED: dict[str, BookRecipe] = {
     "imdb": replace(
         BOOK["imdb"], load=load_imdb_texts, train=train_imdb_improved,  # type: ignore[arg-type]
-        output=lambda source: BagOutput(IMDB_LABELS),  # type: ignore[arg-type,return-value]
+        output=lambda source: BagTextClassifierCard(IMDB_LABELS),  # type: ignore[arg-type,return-value]
     ),
     "reuters": replace(
         BOOK["reuters"], load=load_reuters_texts, train=train_reuters_improved,  # type: ignore[arg-type]
-        output=lambda source: BagOutput(reuters_label_names()),  # type: ignore[arg-type,return-value]
+        output=lambda source: BagTextClassifierCard(reuters_label_names()),  # type: ignore[arg-type,return-value]
     ),
     "boston": replace(BOOK["boston"], train=train_boston_improved),
 }
