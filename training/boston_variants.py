@@ -22,7 +22,7 @@ import numpy as np
 
 from training.datasets import DataSource, load_boston
 from training.ensembles import RegressorSpec, best_epoch, fit, kfold
-from training.recipes import BOSTON_IMPROVED
+from training.recipes import BOSTON_ENSEMBLE
 
 SEEDS = (1, 2, 3)
 OUT = Path("experiments/boston/v2.md")
@@ -46,7 +46,7 @@ RUNS = [
         "Huber (δ 2), ensemble of 5, 195 epochs", "Huber (δ 2), one network, 195 epochs"),
     Run(RegressorSpec(members=10, epochs=195, loss="huber", huber_delta=2.0),
         "Huber (δ 2), ensemble of 10, 195 epochs"),
-    Run(BOSTON_IMPROVED, "version 2: Huber (δ 2), weight EMA 0.999, ensemble of 5, 270 epochs"),
+    Run(BOSTON_ENSEMBLE, "version 2: Huber (δ 2), weight EMA 0.999, ensemble of 5, 270 epochs"),
     Run(RegressorSpec(members=5, epochs=375, loss="huber", huber_delta=2.0, dropout=0.1),
         "Huber (δ 2), dropout 0.1, ensemble of 5, 375 epochs"),
     Run(RegressorSpec(members=5, epochs=300, loss="huber", huber_delta=2.0, schedule="cosine"),
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     store = args.out.with_suffix(".json")
     results: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
     if args.select:
-        results["_selection"] = select_epochs(BOSTON_IMPROVED, seeds, x, y, args.select)
+        results["_selection"] = select_epochs(BOSTON_ENSEMBLE, seeds, x, y, args.select)
         print(json.dumps(results["_selection"]), flush=True)
     for run in RUNS:
         if args.only and not any(word in run.ensemble for word in args.only):
@@ -207,7 +207,7 @@ def report(results: dict[str, Any], seeds: tuple[int, ...], out: Path) -> str:
 def served_lines(results: dict[str, Any], target: float = 2.45) -> list[str]:
     """What the served version 2 is: the recipe with the training command's seed (1), whose
     figures are that seed's row above; and whether it meets issue 16's target."""
-    name = next(run.ensemble for run in RUNS if run.spec == BOSTON_IMPROVED)
+    name = next(run.ensemble for run in RUNS if run.spec == BOSTON_ENSEMBLE)
     served = results.get(name, {}).get("seeds", {}).get("1", {}).get("ensemble")
     if served is None:
         return []

@@ -6,7 +6,7 @@ word-id sequences, which the raw texts reproduce exactly (``tests/test_parity.py
 on raw text through ``service.contract.tfidf``. Validation accuracy is on the held-out training rows
 each recipe early-stops on (version 1's IMDB recipe holds none out: "—").
 
-Variants are named ``key=value`` changes of the version-2 recipe (``training.improved.BagRecipe``)
+Variants are named ``key=value`` changes of the version-2 recipe (``training.tfidf_networks.BagRecipe``)
 so a row of the table is a command line::
 
     python -m training.improved_experiments imdb --seeds 1 2 3 --variant width=16 --variant hidden=64
@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from training.datasets import DataSource, load_imdb, load_reuters
-from training.improved import (
-    IMDB_IMPROVED,
-    REUTERS_IMPROVED,
+from training.tfidf_networks import (
+    IMDB_BAG,
+    REUTERS_BAG,
     BagRecipe,
     fit_bag,
     vectorize,
     with_changes,
 )
-from training.improved_data import load_imdb_texts, load_reuters_texts
+from training.texts import load_imdb_texts, load_reuters_texts
 
 
 def version1(name: str, source: DataSource, seed: int) -> tuple[float | None, float]:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     source = DataSource.from_environment(args.data_dir)
     binary = args.name == "imdb"
     split = load_imdb_texts(source) if binary else load_reuters_texts(source)
-    base = IMDB_IMPROVED if binary else REUTERS_IMPROVED
+    base = IMDB_BAG if binary else REUTERS_BAG
     lines = ["| variant | recipe | validation accuracy | test accuracy (raw texts) | seeds | time per run |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     if args.version1 or args.only_version1:

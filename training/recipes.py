@@ -39,13 +39,6 @@ from training.datasets import (
 )
 from training.ensembles import RegressorSpec, best_epoch, kfold
 from training.ensembles import fit as fit_ensemble
-from training.improved import (
-    IMDB_LABELS,
-    BagTextClassifierCard,
-    train_imdb_improved,
-    train_reuters_improved,
-)
-from training.improved_data import load_imdb_texts, load_reuters_texts
 from training.networks import (
     Trained,
     compile_regressor,
@@ -54,6 +47,13 @@ from training.networks import (
     history_of,
     normalized_regressor,
     seed_everything,
+)
+from training.texts import load_imdb_texts, load_reuters_texts
+from training.tfidf_networks import (
+    IMDB_LABELS,
+    BagTextClassifierCard,
+    train_imdb_bag,
+    train_reuters_bag,
 )
 
 if TYPE_CHECKING:
@@ -194,14 +194,14 @@ def train_boston(split: Split, seed: int, tensorboard: str | None = None, verbos
 
 # --- Boston housing, version 2: an averaged ensemble (issue 16) ----------------------------
 
-BOSTON_IMPROVED = RegressorSpec(hidden=(64, 64), members=5, epochs=270, batch_size=16,
+BOSTON_ENSEMBLE = RegressorSpec(hidden=(64, 64), members=5, epochs=270, batch_size=16,
                                 loss="huber", huber_delta=2.0, ema=0.999)
 """The version-2 Boston recipe, chosen by K-fold validation in ``experiments/boston/v2.md``
 (``python -m training.boston_variants``)."""
 
 
-def train_boston_improved(split: Split, seed: int, tensorboard: str | None = None,
-                          verbose: int = 2, spec: RegressorSpec = BOSTON_IMPROVED) -> Trained:  # fmt: skip
+def train_boston_ensemble(split: Split, seed: int, tensorboard: str | None = None,
+                          verbose: int = 2, spec: RegressorSpec = BOSTON_ENSEMBLE) -> Trained:  # fmt: skip
     """K-fold (k=4) validation of ``spec``, then its members trained on all 404 rows and
     averaged into one model that reads the same 13 raw features and answers the same price."""
     x_train = np.asarray(split.x_train, dtype="float32")
@@ -302,19 +302,19 @@ BOOK: dict[str, BookRecipe] = {
 }
 """The book's models by name, in the order ``train all`` trains them."""
 
-IMPROVED: dict[str, BookRecipe] = {
+VERSION_2: dict[str, BookRecipe] = {
     "imdb": replace(
-        BOOK["imdb"], load=load_imdb_texts, train=train_imdb_improved,  # type: ignore[arg-type]
+        BOOK["imdb"], load=load_imdb_texts, train=train_imdb_bag,  # type: ignore[arg-type]
         output=lambda source: BagTextClassifierCard(IMDB_LABELS),  # type: ignore[arg-type,return-value]
     ),
     "reuters": replace(
-        BOOK["reuters"], load=load_reuters_texts, train=train_reuters_improved,  # type: ignore[arg-type]
+        BOOK["reuters"], load=load_reuters_texts, train=train_reuters_bag,  # type: ignore[arg-type]
         output=lambda source: BagTextClassifierCard(reuters_label_names()),  # type: ignore[arg-type,return-value]
     ),
-    "boston": replace(BOOK["boston"], train=train_boston_improved),
+    "boston": replace(BOOK["boston"], train=train_boston_ensemble),
 }
 """The version-2 recipes of issue 16, by model name: the same data and card as the book's,
 better networks. ``python -m training train NAME --recipe improved``."""
 
-RECIPES: dict[str, dict[str, BookRecipe]] = {"book": BOOK, "improved": IMPROVED}
+RECIPES: dict[str, dict[str, BookRecipe]] = {"book": BOOK, "improved": VERSION_2}
 """Every recipe table by its ``--recipe`` name."""
