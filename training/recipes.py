@@ -197,7 +197,7 @@ def train_boston(split: Split, seed: int, tensorboard: str | None = None, verbos
 BOSTON_ENSEMBLE = RegressorSpec(hidden=(64, 64), members=5, epochs=270, batch_size=16,
                                 loss="huber", huber_delta=2.0, ema=0.999)
 """The version-2 Boston recipe, chosen by K-fold validation in ``experiments/boston/v2.md``
-(``python -m training.boston_variants``)."""
+(``python experiments/boston/v2_variants.py``)."""
 
 
 def train_boston_ensemble(split: Split, seed: int, tensorboard: str | None = None,

@@ -1,4 +1,4 @@
-"""``python -m training.boston_variants``: the experiments behind Boston's version 2.
+"""``python experiments/boston/v2_variants.py``: the experiments behind Boston's version 2.
 
 Each variant is a :class:`~training.ensembles.RegressorSpec`, scored over several seeds the same
 way: K-fold (k=4) validation MAE on the 404 training rows (what chooses), and test MAE of the
@@ -7,6 +7,10 @@ long K-fold curves and reads the epoch count where the smoothed mean validation 
 
 Results are kept per variant and seed in ``v2.json`` beside the table, so a run can be resumed
 or extended (``--only``) without recomputing the rest; ``v2.md`` is rewritten from all of them.
+
+A research script, not part of the installed ``training`` package: it lives beside its write-up
+and imports ``training`` (installed, or ``PYTHONPATH=.`` from the repository root). Its default
+outputs are beside this file, wherever it is run from.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from training.ensembles import RegressorSpec, best_epoch, fit, kfold
 from training.recipes import BOSTON_ENSEMBLE
 
 SEEDS = (1, 2, 3)
-OUT = Path("experiments/boston/v2.md")
+OUT = Path(__file__).resolve().parent / "v2.md"
 SCREENING = "v2-screening.jsonl"
 
 
@@ -144,9 +148,11 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.boston_variants", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python experiments/boston/v2_variants.py",
+                                     description=__doc__)  # fmt: skip
     parser.add_argument("--data-dir", help="folder holding boston_housing.npz")
-    parser.add_argument("--out", type=Path, default=OUT, help="the markdown table (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="the markdown table (default: v2.md beside this script)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", metavar="WORD", help="score only the runs whose "
                         "name contains one of these words (the others are kept from the JSON)")
@@ -199,7 +205,8 @@ def report(results: dict[str, Any], seeds: tuple[int, ...], out: Path) -> str:
         *selection_lines(results.get("_selection")),
         *screening_lines(out.parent / SCREENING),
         *CHOICE,
-        "Produced by `python -m training.boston_variants` (resumable: raw figures in `v2.json`).",
+        "Produced by `python experiments/boston/v2_variants.py` (resumable: raw figures in "
+        "`v2.json`).",
         "",
     ])  # fmt: skip
 
