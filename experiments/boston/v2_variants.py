@@ -223,7 +223,7 @@ def served_lines(results: dict[str, Any], target: float = 2.45) -> list[str]:
         ("The served version 2 (`python -m training train boston --recipe improved`, seed 1) is "
          f"that recipe's seed-1 model: K-fold validation MAE {served['kfold_val_mae']:.3f}, test "
          f"MAE {served['test_mae']:.3f} (the same figure through the HTTP API, "
-         f"`tests/test_improved_boston.py`). It {met} issue 16's target of {target} on the test "
+         f"`tests/test_version2_boston.py`). It {met} issue 16's target of {target} on the test "
          "set; no seed or epoch count was picked by its test figure."),
         "",
         *tie_lines(results, name),
