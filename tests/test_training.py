@@ -20,7 +20,8 @@ HEADLINE = {"imdb": "test_accuracy", "reuters": "test_accuracy", "boston": "test
 def small_boston_artifact(tmp_path_factory, keras_data):
     """A Boston model trained briefly and written by the real exporter."""
     from training.export import write_artifact
-    from training.recipes import Trained, build_boston_model, seed_everything
+    from training.networks import Trained, seed_everything
+    from training.recipes import build_boston_model
 
     source = DataSource(keras_data)
     split = load_boston(source)

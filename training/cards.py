@@ -14,6 +14,8 @@ Every card names its ``"kind"``; the service reads the rest of the card by it:
 
 The book's models (``training.export.write_artifact``) and the models fitted on a user's own file
 (``training.fit``) both describe themselves with these classes, so the service reads one format.
+Each is named after the served kind whose card it writes (``TextClassifierCard`` for the service's
+``TextClassifier``): it builds the card, it does not serve.
 This module does not import Keras: it reads the trained model's layers, never builds one.
 """
 
@@ -44,7 +46,7 @@ def text_preprocessing(word_index: dict[str, int], num_words: int = NUM_WORDS) -
 
 
 @dataclass(frozen=True)
-class TextClassifier:
+class TextClassifierCard:
     """A classifier of raw text: its labels in output order and the word index its input uses."""
 
     labels: Sequence[str]
@@ -81,7 +83,7 @@ class Derived:
 
 
 @dataclass(frozen=True)
-class TableRegressor:
+class TableRegressorCard:
     """A regressor of one number from a row of raw numbers, normalized inside the model."""
 
     features: Sequence[Column]
@@ -129,5 +131,5 @@ def _column_card(column: Column, values: np.ndarray) -> dict[str, Any]:
     }  # fmt: skip
 
 
-Output = TextClassifier | TableRegressor
+Output = TextClassifierCard | TableRegressorCard
 """What a model card says about a model's input and output."""

@@ -11,7 +11,7 @@ from service.contract.artifacts import MODEL_FILE, read_verified_metadata
 from service.contract.tfidf import KIND as TFIDF_BAG
 from service.contract.tfidf import TfidfBag
 from training.datasets import DataSource
-from training.recipes import BOOK, IMPROVED
+from training.recipes import BOOK, VERSION_2
 
 
 def evaluate(folder: Path, source: DataSource) -> dict[str, float]:
@@ -21,9 +21,9 @@ def evaluate(folder: Path, source: DataSource) -> dict[str, float]:
     card = read_verified_metadata(folder)
     model = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     if card.get("preprocessing", {}).get("kind") == TFIDF_BAG:
-        from training.improved import score
+        from training.tfidf_networks import score
 
-        split = IMPROVED[card["name"]].load(source)
+        split = VERSION_2[card["name"]].load(source)
         bag = TfidfBag.read(folder, card["preprocessing"])
         labels = np.asarray(split.y_test)
         return score(model, bag, split.x_test, labels, binary=len(card["labels"]) == 2)

@@ -21,11 +21,11 @@ import numpy as np  # noqa: E402
 
 from service.contract.vectorize import multi_hot  # noqa: E402
 from training.datasets import DataSource, load_boston, load_imdb, load_reuters  # noqa: E402
+from training.networks import seed_everything  # noqa: E402
 from training.recipes import (  # noqa: E402
     build_imdb_model,
     build_reuters_model,
     kfold_validation,
-    seed_everything,
     train_boston,
 )
 

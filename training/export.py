@@ -21,7 +21,8 @@ from service.contract.artifacts import MODEL_FILE, ArtifactError, is_version, ve
 from training.cards import Output
 from training.datasets import DataSource, Split
 from training.onnx import CHECK_ROWS, Rows, write_onnx
-from training.recipes import BOOK, Trained
+from training.networks import Trained
+from training.recipes import BOOK
 
 if TYPE_CHECKING:
     import keras

@@ -35,10 +35,10 @@ import numpy as np
 
 from service.contract.artifacts import MODEL_NAME, RESERVED_NAMES, sha256_file
 from service.contract.vectorize import INDEX_FROM, NUM_WORDS, WordIndex, tokenize
-from training.cards import TableRegressor, TextClassifier
+from training.cards import TableRegressorCard, TextClassifierCard
 from training.datasets import Column, DataError
 from training.export import card_heading, next_version, write_version
-from training.recipes import (
+from training.networks import (
     compile_regressor,
     dense_stack,
     describe,
@@ -305,7 +305,7 @@ class TextRecipe:
     """The text network: multi-hot → Dense(16, relu) → Dense(16, relu) → Dense(1, sigmoid) for
     two labels (P(labels[1])), or Dense(labels, softmax); rmsprop."""
 
-    output: TextClassifier
+    output: TextClassifierCard
     max_epochs: ClassVar[int] = 100
     patience: ClassVar[int] = 3
     min_delta: ClassVar[float] = 1e-3
@@ -353,7 +353,7 @@ class TableRecipe:
     """The table network: Normalization (inside the model) → Dense(64, relu) → Dense(64, relu) →
     Dense(1); rmsprop, mean squared error."""
 
-    output: TableRegressor
+    output: TableRegressorCard
     max_epochs: ClassVar[int] = 200
     patience: ClassVar[int] = 10
     min_delta: ClassVar[float] = 0.0
@@ -416,7 +416,9 @@ def check_text(data: Path, text_column: str, label_column: str, name: str, out: 
     word_index = vocabulary(train.x)
     if not word_index:
         raise DataError(f"{data}: the texts in {text_column!r} hold no words")
-    output = TextClassifier(labels, word_index, min(NUM_WORDS, len(word_index) + INDEX_FROM + 1))
+    output = TextClassifierCard(
+        labels, word_index, min(NUM_WORDS, len(word_index) + INDEX_FROM + 1)
+    )
     description = (f"The {label_column} of a text, among {len(labels)} labels "
                    f"({_few(labels)}); fitted on {data.name}.")  # fmt: skip
     return Plan(name, out, seed, TextRecipe(output), train, tested, description,
@@ -435,7 +437,7 @@ def check_table(data: Path, target: str, name: str, out: Path, test: Path | None
     examples = table_examples(rows, features, target)
     test_examples = table_examples(read_rows(test), features, target) if test else None
     train, tested, evaluation = _train_and_test(data, examples, test, test_examples, seed)
-    output = TableRegressor(
+    output = TableRegressorCard(
         features=[Column(name, f"column {name!r} of {data.name}", "") for name in features],
         target=Column(target, f"column {target!r} of {data.name}", ""),
     )

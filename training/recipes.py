@@ -1,10 +1,14 @@
-"""The three recipes of *Deep Learning with Python*, chapter 3 (see ../shared/seed-recipes.md),
-and :data:`BOOK`, the one table that says, per book model, how it is loaded, trained, evaluated
-and described on its model card.
+"""The catalogue of recipes: the three of *Deep Learning with Python*, chapter 3 (see
+../shared/seed-recipes.md), in :data:`BOOK`, the one table that says, per book model, how it is
+loaded, trained, evaluated and described on its model card; their version 2 (issue 16), the
+same data and card with better networks; and :data:`RECIPES`, each table by its ``--recipe``
+name.
 
 Each ``train_*`` function reproduces the book's final model and returns it with what its model
 card needs: the recipe in words, the per-epoch history and the test metrics. Text inputs go
-through ``service.contract.vectorize`` exactly as served requests do.
+through ``service.contract.vectorize`` exactly as served requests do. The layer stacks, the seed
+and ``Trained`` come from the toolbox, ``training.networks``, which ``fit`` and the version-2 text
+networks share: they import it, never this catalogue that lists them.
 
 Keras is imported inside the functions that need it, not here: the command line reads
 :data:`BOOK` for its choices, and ``fit`` checks a user's file, without paying TensorFlow's
@@ -15,13 +19,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.contract.vectorize import NUM_WORDS, multi_hot
-from training.cards import Derived, Output, TableRegressor, TextClassifier
+from training.cards import Derived, Output, TableRegressorCard, TextClassifierCard
 from training.datasets import (
     BOSTON_FEATURES,
     BOSTON_TARGET,
@@ -35,79 +39,25 @@ from training.datasets import (
 )
 from training.ensembles import RegressorSpec, best_epoch, kfold
 from training.ensembles import fit as fit_ensemble
+from training.networks import (
+    Trained,
+    compile_regressor,
+    dense_stack,
+    describe,
+    history_of,
+    normalized_regressor,
+    seed_everything,
+)
+from training.texts import load_imdb_texts, load_reuters_texts
+from training.tfidf_networks import (
+    IMDB_LABELS,
+    BagTextClassifierCard,
+    train_imdb_bag,
+    train_reuters_bag,
+)
 
 if TYPE_CHECKING:
     import keras
-
-
-@dataclass
-class Trained:
-    """A trained model and the figures its model card records."""
-
-    model: keras.Model
-    recipe: dict[str, Any]
-    history: dict[str, list[float]]
-    metrics: dict[str, float]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> None:
-    """Same seed, same weights and batches: reruns give the same model on the same machine."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-
-
-def dense_stack(
-    inputs: int, hidden: list[int], outputs: int, activation: str, final: str | None, name: str
-) -> keras.Model:
-    """The text networks: the multi-hot row, hidden Dense layers, one output layer."""
-    import keras
-
-    layers: list[keras.layers.Layer] = [keras.Input((inputs,), name="multi_hot")]
-    layers += [
-        keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
-        for i, units in enumerate(hidden, start=1)
-    ]
-    layers.append(keras.layers.Dense(outputs, activation=final, name="output"))
-    return keras.Sequential(layers, name=name)
-
-
-def normalized_regressor(x_train: np.ndarray, output: str, name: str) -> keras.Model:
-    """The table network: Normalization adapted on the training rows is the first layer, so the
-    model reads raw features; then Dense 64 relu twice and one linear output."""
-    import keras
-
-    normalization = keras.layers.Normalization(name="normalization")
-    normalization.adapt(np.asarray(x_train, dtype="float32"))
-    return keras.Sequential(
-        [
-            keras.Input((np.shape(x_train)[1],), name="features"),
-            normalization,
-            keras.layers.Dense(64, activation="relu", name="hidden_1"),
-            keras.layers.Dense(64, activation="relu", name="hidden_2"),
-            keras.layers.Dense(1, name=output),
-        ],
-        name=name,
-    )
-
-
-def describe(model: keras.Model) -> list[str]:
-    """The layers in words, for the model card."""
-    import keras
-
-    described = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            described.append(f"Dense({layer.units}, {layer.activation.__name__})")
-        else:
-            described.append(type(layer).__name__)
-    return described
-
-
-def history_of(fit: keras.callbacks.History) -> dict[str, list[float]]:
-    """A fit's per-epoch figures as plain floats, for the model card."""
-    return {key: [float(v) for v in values] for key, values in fit.history.items()}
 
 
 def _callbacks(tensorboard: str | None, run: str) -> list[keras.callbacks.Callback]:
@@ -189,10 +139,6 @@ def train_reuters(split: Split, seed: int, tensorboard: str | None = None, verbo
 # --- Boston housing: regression ------------------------------------------------------------
 
 
-def compile_regressor(model: keras.Model) -> None:
-    model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
-
-
 def build_boston_model(x_train: np.ndarray) -> keras.Model:
     """Normalization adapted on the training rows is the first layer: the model reads raw features."""
     model = normalized_regressor(x_train, "price", "boston")
@@ -248,14 +194,14 @@ def train_boston(split: Split, seed: int, tensorboard: str | None = None, verbos
 
 # --- Boston housing, version 2: an averaged ensemble (issue 16) ----------------------------
 
-BOSTON_IMPROVED = RegressorSpec(hidden=(64, 64), members=5, epochs=270, batch_size=16,
+BOSTON_ENSEMBLE = RegressorSpec(hidden=(64, 64), members=5, epochs=270, batch_size=16,
                                 loss="huber", huber_delta=2.0, ema=0.999)
 """The version-2 Boston recipe, chosen by K-fold validation in ``experiments/boston/v2.md``
-(``python -m training.boston_variants``)."""
+(``python experiments/boston/v2_variants.py``)."""
 
 
-def train_boston_improved(split: Split, seed: int, tensorboard: str | None = None,
-                          verbose: int = 2, spec: RegressorSpec = BOSTON_IMPROVED) -> Trained:  # fmt: skip
+def train_boston_ensemble(split: Split, seed: int, tensorboard: str | None = None,
+                          verbose: int = 2, spec: RegressorSpec = BOSTON_ENSEMBLE) -> Trained:  # fmt: skip
     """K-fold (k=4) validation of ``spec``, then its members trained on all 404 rows and
     averaged into one model that reads the same 13 raw features and answers the same price."""
     x_train = np.asarray(split.x_train, dtype="float32")
@@ -319,7 +265,7 @@ BOOK: dict[str, BookRecipe] = {
         description="Probability that a movie review is positive.",
         load=load_imdb,
         train=train_imdb,
-        output=lambda source: TextClassifier(
+        output=lambda source: TextClassifierCard(
             labels=["negative", "positive"], word_index=load_word_index(source, "imdb")
         ),
         compile=compile_imdb,
@@ -330,7 +276,7 @@ BOOK: dict[str, BookRecipe] = {
         description="The topic of a Reuters newswire among 46.",
         load=load_reuters,
         train=train_reuters,
-        output=lambda source: TextClassifier(
+        output=lambda source: TextClassifierCard(
             labels=reuters_label_names(), word_index=load_word_index(source, "reuters")
         ),
         compile=compile_reuters,
@@ -343,7 +289,7 @@ BOOK: dict[str, BookRecipe] = {
         description="Median value of homes in a 1970s Boston district, in $1000s.",
         load=load_boston,
         train=train_boston,
-        output=lambda source: TableRegressor(
+        output=lambda source: TableRegressorCard(
             features=BOSTON_FEATURES,
             target=BOSTON_TARGET,
             field="price",
@@ -356,28 +302,19 @@ BOOK: dict[str, BookRecipe] = {
 }
 """The book's models by name, in the order ``train all`` trains them."""
 
-
-from training.improved import (  # it builds on Trained and seed_everything above
-    IMDB_LABELS,
-    BagOutput,
-    train_imdb_improved,
-    train_reuters_improved,
-)
-from training.improved_data import load_imdb_texts, load_reuters_texts
-
-IMPROVED: dict[str, BookRecipe] = {
+VERSION_2: dict[str, BookRecipe] = {
     "imdb": replace(
-        BOOK["imdb"], load=load_imdb_texts, train=train_imdb_improved,  # type: ignore[arg-type]
-        output=lambda source: BagOutput(IMDB_LABELS),  # type: ignore[arg-type,return-value]
+        BOOK["imdb"], load=load_imdb_texts, train=train_imdb_bag,  # type: ignore[arg-type]
+        output=lambda source: BagTextClassifierCard(IMDB_LABELS),  # type: ignore[arg-type,return-value]
     ),
     "reuters": replace(
-        BOOK["reuters"], load=load_reuters_texts, train=train_reuters_improved,  # type: ignore[arg-type]
-        output=lambda source: BagOutput(reuters_label_names()),  # type: ignore[arg-type,return-value]
+        BOOK["reuters"], load=load_reuters_texts, train=train_reuters_bag,  # type: ignore[arg-type]
+        output=lambda source: BagTextClassifierCard(reuters_label_names()),  # type: ignore[arg-type,return-value]
     ),
-    "boston": replace(BOOK["boston"], train=train_boston_improved),
+    "boston": replace(BOOK["boston"], train=train_boston_ensemble),
 }
 """The version-2 recipes of issue 16, by model name: the same data and card as the book's,
 better networks. ``python -m training train NAME --recipe improved``."""
 
-RECIPES: dict[str, dict[str, BookRecipe]] = {"book": BOOK, "improved": IMPROVED}
+RECIPES: dict[str, dict[str, BookRecipe]] = {"book": BOOK, "improved": VERSION_2}
 """Every recipe table by its ``--recipe`` name."""

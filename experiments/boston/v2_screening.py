@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from training.boston_variants import describe
 from training.datasets import DataSource, load_boston
 from training.ensembles import RegressorSpec, best_epoch, fit, kfold, smoothed
+from v2_variants import describe  # beside this script, on sys.path as its folder
 
 SPECS = {
     "book1": RegressorSpec(epochs=300),

@@ -186,7 +186,7 @@ def test_reuters_version_2_meets_the_target_on_all_2246_raw_test_newswires(reute
 def test_served_answers_equal_the_offline_keras_model_on_raw_text(served, name):
     import keras
 
-    from training.improved import predict_texts
+    from training.tfidf_networks import predict_texts
 
     folder = V2_MODELS / name / "2"
     model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)

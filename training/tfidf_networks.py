@@ -1,13 +1,17 @@
-"""The version-2 text networks: a TF-IDF bag of words and word pairs (``service.contract.tfidf``) read by
-an embedding bag, then Dense layers (issue 16: IMDB ≥ 0.905, Reuters ≥ 0.82 on the raw test sets).
+"""The version-2 text networks: a TF-IDF bag of words and word pairs (``service.contract.tfidf``)
+read by an embedding bag, then Dense layers (issue 16: IMDB ≥ 0.905, Reuters ≥ 0.82 on the raw
+test sets). ``training.recipes`` lists them as the ``improved`` recipes of IMDB and Reuters
+(``python -m training train NAME --recipe improved``); they build on the toolbox,
+``training.networks``, and read their texts through ``training.texts``.
 
 The network has two inputs, ``terms`` (int32 ids, ``(batch, length)``) and ``weights`` (float32,
 same shape). ``Embedding(V + 1, width)`` looks the terms up and ``Dot(axes=(1, 1))`` sums them
 weighted: exactly the TF-IDF row times a ``(V, width)`` matrix, at the cost of the row's terms.
 Only built-in layers, so the service loads it in safe mode and Keras exports it to ONNX.
 
-Training pads each batch to its own longest row, holds out a validation split for early stopping (the best epoch's weights
-are kept), and scores the test set through ``TfidfBag.encode``, the path the server takes.
+Training pads each batch to its own longest row, holds out a validation split for early stopping
+(the best epoch's weights are kept), and scores the test set through ``TfidfBag.encode``, the
+path the server takes.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.contract.tfidf import VOCABULARY_FILE, TfidfBag
-from training.improved_data import TextSplit, dense_batch
+from training.datasets import reuters_label_names
+from training.networks import Trained, describe, seed_everything
+from training.texts import TextSplit, dense_batch
 
 if TYPE_CHECKING:
     import keras
-
-    from training.recipes import Trained
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,6 @@ def fit_bag(split: TextSplit, recipe: BagRecipe, seed: int, binary: bool, verbos
     for this recipe, reused across seeds (it does not depend on the seed)."""
     import keras
 
-    from training.recipes import seed_everything
-
     seed_everything(seed)
     bag, rows = vectorized or vectorize(split, recipe)
     cut = recipe.validation
@@ -218,8 +220,6 @@ def score(model: keras.Model, bag: TfidfBag, texts: Sequence[str], labels: np.nd
 
 def recipe_card(fitted: Fitted, seed: int) -> dict[str, Any]:
     """The card's ``recipe``: the settings, the layers, and how the epochs were chosen."""
-    from training.recipes import describe
-
     settings = asdict(fitted.recipe)
     return {
         "name": "improved", "layers": describe(fitted.model), "optimizer": "adam",
@@ -233,8 +233,8 @@ def recipe_card(fitted: Fitted, seed: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-IMDB_IMPROVED = BagRecipe()
-REUTERS_IMPROVED = BagRecipe(
+IMDB_BAG = BagRecipe()
+REUTERS_BAG = BagRecipe(
     validation=1_000,
     width=64,
     learning_rate=3e-3,
@@ -255,10 +255,10 @@ def with_changes(recipe: BagRecipe, **changes: Any) -> BagRecipe:
 
 
 @dataclass
-class BagOutput:
+class BagTextClassifierCard:
     """The card's kind-specific part for a TF-IDF bag text classifier (``training.cards``'
-    ``TextClassifier`` for the multi-hot models): labels, the vectorization, its vocabulary file.
-    ``bag`` is the fitted vectorization (set by training; the card cannot exist before it)."""
+    ``TextClassifierCard`` for the multi-hot models): labels, the vectorization, its vocabulary
+    file. ``bag`` is the fitted vectorization (set by training; the card cannot exist before it)."""
 
     labels: Sequence[str]
     bag: TfidfBag | None = None
@@ -284,17 +284,15 @@ class BagOutput:
         return {VOCABULARY_FILE: self.fitted().to_json()}
 
 
-def train_improved(split: TextSplit, seed: int, binary: bool, labels: Sequence[str],
-                   recipe: BagRecipe, verbose: int = 2) -> Trained:  # fmt: skip
+def train_bag(split: TextSplit, seed: int, binary: bool, labels: Sequence[str],
+              recipe: BagRecipe, verbose: int = 2) -> Trained:  # fmt: skip
     """``fit_bag``, as the ``Trained`` the writer takes; the fitted vectorization rides along
     in ``extra["output"]`` so the card and the vocabulary file are the ones trained with."""
-    from training.recipes import Trained  # recipes lists this module's recipes: import late
-
     fitted = fit_bag(split, recipe, seed, binary, verbose)
     metrics = {key: value for key, value in fitted.metrics.items() if key.startswith("test_")}
     metrics["val_accuracy"] = fitted.metrics["val_accuracy"]
     return Trained(without_optimizer(fitted.model), recipe_card(fitted, seed), fitted.history, metrics,
-                   {"output": BagOutput(labels, fitted.bag)})  # fmt: skip
+                   {"output": BagTextClassifierCard(labels, fitted.bag)})  # fmt: skip
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:
@@ -307,16 +305,14 @@ def without_optimizer(model: keras.Model) -> keras.Model:
     return clean
 
 
-def train_imdb_improved(split: TextSplit, seed: int, tensorboard: str | None = None,
-                        verbose: int = 2) -> Trained:  # fmt: skip
-    return train_improved(split, seed, True, IMDB_LABELS, IMDB_IMPROVED, verbose)
+def train_imdb_bag(split: TextSplit, seed: int, tensorboard: str | None = None,
+                   verbose: int = 2) -> Trained:  # fmt: skip
+    return train_bag(split, seed, True, IMDB_LABELS, IMDB_BAG, verbose)
 
 
-def train_reuters_improved(split: TextSplit, seed: int, tensorboard: str | None = None,
-                           verbose: int = 2) -> Trained:  # fmt: skip
-    from training.datasets import reuters_label_names
-
-    return train_improved(split, seed, False, reuters_label_names(), REUTERS_IMPROVED, verbose)
+def train_reuters_bag(split: TextSplit, seed: int, tensorboard: str | None = None,
+                      verbose: int = 2) -> Trained:  # fmt: skip
+    return train_bag(split, seed, False, reuters_label_names(), REUTERS_BAG, verbose)
 
 
 IMDB_LABELS = ("negative", "positive")

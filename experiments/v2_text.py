@@ -1,15 +1,19 @@
-"""``python -m training.improved_experiments NAME``: version 1's recipe, the version-2 variants
-tried, and version 2, each over several seeds, as one Markdown table (issue 16).
+"""``python experiments/v2_text.py NAME``: version 1's recipe, the version-2 variants tried, and
+version 2, each over several seeds, as one Markdown table (issue 16; written up in ``v2-text.md``
+beside this script).
 
 Every figure is measured on the full raw test set the API answers on: version 1 on Keras'
 word-id sequences, which the raw texts reproduce exactly (``tests/test_parity.py``), version 2
 on raw text through ``service.contract.tfidf``. Validation accuracy is on the held-out training rows
 each recipe early-stops on (version 1's IMDB recipe holds none out: "—").
 
-Variants are named ``key=value`` changes of the version-2 recipe (``training.improved.BagRecipe``)
-so a row of the table is a command line::
+Variants are named ``key=value`` changes of the version-2 recipe
+(``training.tfidf_networks.BagRecipe``) so a row of the table is a command line::
 
-    python -m training.improved_experiments imdb --seeds 1 2 3 --variant width=16 --variant hidden=64
+    python experiments/v2_text.py imdb --seeds 1 2 3 --variant width=16 --variant hidden=64
+
+A research script, not part of the installed ``training`` package: it lives beside its write-up
+and imports ``training`` (installed, or ``PYTHONPATH=.`` from the repository root).
 """
 
 from __future__ import annotations
@@ -22,21 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from training.datasets import DataSource, load_imdb, load_reuters
-from training.improved import (
-    IMDB_IMPROVED,
-    REUTERS_IMPROVED,
+from training.recipes import train_imdb, train_reuters
+from training.texts import load_imdb_texts, load_reuters_texts
+from training.tfidf_networks import (
+    IMDB_BAG,
+    REUTERS_BAG,
     BagRecipe,
     fit_bag,
     vectorize,
     with_changes,
 )
-from training.improved_data import load_imdb_texts, load_reuters_texts
 
 
 def version1(name: str, source: DataSource, seed: int) -> tuple[float | None, float]:
     """The book recipe (version 1): validation accuracy where it holds rows out, test accuracy."""
-    from training.recipes import train_imdb, train_reuters
-
     if name == "imdb":
         trained = train_imdb(load_imdb(source), seed, verbose=0)
         return None, float(trained.metrics["test_accuracy"])
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     source = DataSource.from_environment(args.data_dir)
     binary = args.name == "imdb"
     split = load_imdb_texts(source) if binary else load_reuters_texts(source)
-    base = IMDB_IMPROVED if binary else REUTERS_IMPROVED
+    base = IMDB_BAG if binary else REUTERS_BAG
     lines = ["| variant | recipe | validation accuracy | test accuracy (raw texts) | seeds | time per run |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     if args.version1 or args.only_version1:
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.improved_experiments",
+    parser = argparse.ArgumentParser(prog="python experiments/v2_text.py",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("name", choices=["imdb", "reuters"])
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""``python -m training.boston_variants``: the experiments behind Boston's version 2.
+"""``python experiments/boston/v2_variants.py``: the experiments behind Boston's version 2.
 
 Each variant is a :class:`~training.ensembles.RegressorSpec`, scored over several seeds the same
 way: K-fold (k=4) validation MAE on the 404 training rows (what chooses), and test MAE of the
@@ -7,6 +7,10 @@ long K-fold curves and reads the epoch count where the smoothed mean validation 
 
 Results are kept per variant and seed in ``v2.json`` beside the table, so a run can be resumed
 or extended (``--only``) without recomputing the rest; ``v2.md`` is rewritten from all of them.
+
+A research script, not part of the installed ``training`` package: it lives beside its write-up
+and imports ``training`` (installed, or ``PYTHONPATH=.`` from the repository root). Its default
+outputs are beside this file, wherever it is run from.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ import numpy as np
 
 from training.datasets import DataSource, load_boston
 from training.ensembles import RegressorSpec, best_epoch, fit, kfold
-from training.recipes import BOSTON_IMPROVED
+from training.recipes import BOSTON_ENSEMBLE
 
 SEEDS = (1, 2, 3)
-OUT = Path("experiments/boston/v2.md")
+OUT = Path(__file__).resolve().parent / "v2.md"
 SCREENING = "v2-screening.jsonl"
 
 
@@ -46,7 +50,7 @@ RUNS = [
         "Huber (δ 2), ensemble of 5, 195 epochs", "Huber (δ 2), one network, 195 epochs"),
     Run(RegressorSpec(members=10, epochs=195, loss="huber", huber_delta=2.0),
         "Huber (δ 2), ensemble of 10, 195 epochs"),
-    Run(BOSTON_IMPROVED, "version 2: Huber (δ 2), weight EMA 0.999, ensemble of 5, 270 epochs"),
+    Run(BOSTON_ENSEMBLE, "version 2: Huber (δ 2), weight EMA 0.999, ensemble of 5, 270 epochs"),
     Run(RegressorSpec(members=5, epochs=375, loss="huber", huber_delta=2.0, dropout=0.1),
         "Huber (δ 2), dropout 0.1, ensemble of 5, 375 epochs"),
     Run(RegressorSpec(members=5, epochs=300, loss="huber", huber_delta=2.0, schedule="cosine"),
@@ -144,9 +148,11 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.boston_variants", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python experiments/boston/v2_variants.py",
+                                     description=__doc__)  # fmt: skip
     parser.add_argument("--data-dir", help="folder holding boston_housing.npz")
-    parser.add_argument("--out", type=Path, default=OUT, help="the markdown table (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="the markdown table (default: v2.md beside this script)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", metavar="WORD", help="score only the runs whose "
                         "name contains one of these words (the others are kept from the JSON)")
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     store = args.out.with_suffix(".json")
     results: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
     if args.select:
-        results["_selection"] = select_epochs(BOSTON_IMPROVED, seeds, x, y, args.select)
+        results["_selection"] = select_epochs(BOSTON_ENSEMBLE, seeds, x, y, args.select)
         print(json.dumps(results["_selection"]), flush=True)
     for run in RUNS:
         if args.only and not any(word in run.ensemble for word in args.only):
@@ -199,7 +205,8 @@ def report(results: dict[str, Any], seeds: tuple[int, ...], out: Path) -> str:
         *selection_lines(results.get("_selection")),
         *screening_lines(out.parent / SCREENING),
         *CHOICE,
-        "Produced by `python -m training.boston_variants` (resumable: raw figures in `v2.json`).",
+        "Produced by `python experiments/boston/v2_variants.py` (resumable: raw figures in "
+        "`v2.json`).",
         "",
     ])  # fmt: skip
 
@@ -207,7 +214,7 @@ def report(results: dict[str, Any], seeds: tuple[int, ...], out: Path) -> str:
 def served_lines(results: dict[str, Any], target: float = 2.45) -> list[str]:
     """What the served version 2 is: the recipe with the training command's seed (1), whose
     figures are that seed's row above; and whether it meets issue 16's target."""
-    name = next(run.ensemble for run in RUNS if run.spec == BOSTON_IMPROVED)
+    name = next(run.ensemble for run in RUNS if run.spec == BOSTON_ENSEMBLE)
     served = results.get(name, {}).get("seeds", {}).get("1", {}).get("ensemble")
     if served is None:
         return []
@@ -216,7 +223,7 @@ def served_lines(results: dict[str, Any], target: float = 2.45) -> list[str]:
         ("The served version 2 (`python -m training train boston --recipe improved`, seed 1) is "
          f"that recipe's seed-1 model: K-fold validation MAE {served['kfold_val_mae']:.3f}, test "
          f"MAE {served['test_mae']:.3f} (the same figure through the HTTP API, "
-         f"`tests/test_improved_boston.py`). It {met} issue 16's target of {target} on the test "
+         f"`tests/test_version2_boston.py`). It {met} issue 16's target of {target} on the test "
          "set; no seed or epoch count was picked by its test figure."),
         "",
         *tie_lines(results, name),

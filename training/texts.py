@@ -106,7 +106,7 @@ def load_reuters_texts(source: DataSource) -> TextSplit:
 
 def dense_batch(x: dict[str, Any], y: Any) -> tuple[dict[str, Any], Any]:
     """A ragged ``tf.data`` batch of bag rows padded to its longest row (``to_tensor`` pads with
-    0: term id 0 at weight 0). Kept out of autograph and out of ``training.improved``: autograph
-    converts a mapped function from its source file, so editing that file under a running
-    experiment would hand it another function's source."""
+    0: term id 0 at weight 0). Kept out of autograph and out of ``training.tfidf_networks``:
+    autograph converts a mapped function from its source file, so editing that file under a
+    running experiment would hand it another function's source."""
     return {name: values.to_tensor() for name, values in x.items()}, y

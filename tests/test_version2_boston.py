@@ -32,7 +32,7 @@ from tests.conftest import KERAS_DATA, MODELS_DIR, REPO
 from tests.serverproc import running_server
 from training.datasets import DataSource, load_boston
 from training.ensembles import RegressorSpec
-from training.recipes import BOSTON_IMPROVED
+from training.recipes import BOSTON_ENSEMBLE
 
 VERSION_2 = REPO / "models" / "boston" / "2"
 VERSION_1 = MODELS_DIR / "boston" / "1"
@@ -136,7 +136,7 @@ def test_version_2_flags_and_explains_like_version_1(served):
 def test_the_card_says_how_version_2_was_made():
     recorded = card(VERSION_2)
     assert recorded["version"] == "2" and recorded["kind"] == "table-regressor"
-    assert recorded["recipe"]["ensemble"] == BOSTON_IMPROVED.describe()
+    assert recorded["recipe"]["ensemble"] == BOSTON_ENSEMBLE.describe()
     assert recorded["recipe"]["layers"][-1] == "Average"
     assert recorded["metrics"]["kfold_val_mae"] > 0
     assert (VERSION_2 / "model.onnx").is_file()
@@ -161,7 +161,8 @@ def test_an_ensembles_first_member_is_the_network_the_book_recipe_trains_with_th
     import keras
 
     from training.ensembles import fit
-    from training.recipes import build_boston_model, seed_everything
+    from training.networks import seed_everything
+    from training.recipes import build_boston_model
 
     x, y = split.x_train.astype("float32"), split.y_train.astype("float32")
     _, history = fit(x, y, RegressorSpec(members=3, epochs=3), seed=7, watch=(x[:50], y[:50]))
