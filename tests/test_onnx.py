@@ -1,5 +1,5 @@
 """ONNX export in training and ONNX Runtime on the serving path (``training.onnx``,
-``service.engine.runtime``, ``service.serving.registry.open_runtime``).
+``service.engine.runtime``, ``service.engine.open_runtime``).
 
 * every written version folder gets ``model.onnx``, checked against the Keras model on real rows,
   and a card that lists it and records reference rows;

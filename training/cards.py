@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from service.contract.artifacts import WORD_INDEX_FILE
-from service.contract.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID, multi_hot
+from service.contract.vectorize import INDEX_FROM, NUM_WORDS, OOV_ID, START_ID, TOKENIZER, multi_hot
 from training.datasets import Column
 
 TEXT_CLASSIFIER = "text-classifier"
@@ -41,7 +41,7 @@ def text_preprocessing(word_index: dict[str, int], num_words: int = NUM_WORDS) -
     return {
         "kind": "multi-hot", "num_words": num_words, "index_from": INDEX_FROM,
         "start_id": START_ID, "oov_id": OOV_ID, "word_index_size": len(word_index),
-        "tokenizer": "service.vectorize.tokenize",
+        "tokenizer": TOKENIZER,
     }  # fmt: skip
 
 

@@ -35,12 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from service.contract.vectorize import tokenize
+from service.contract.vectorize import TOKENIZER, tokenize
 
 KIND = "tfidf-bag"
 PAD_ID = 0
 VOCABULARY_FILE = "vocabulary.json"
-TOKENIZER = "service.vectorize.tokenize"
 
 
 def terms_of(text: str, ngram_max: int = 2) -> list[str]:

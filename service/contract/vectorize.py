@@ -40,6 +40,11 @@ INDEX_FROM = 3
 NUM_WORDS = 10_000
 """The recipes keep the 10,000 most frequent words: ids at or past this become ``OOV_ID``."""
 
+TOKENIZER = "service.vectorize.tokenize"
+"""The name every card records for :func:`tokenize` (``preprocessing.tokenizer``): the function's
+path when the first cards were written, before it moved into ``service.contract``. A name, not
+an import path; kept so that every card, old and new, names the same tokenizer the same way."""
+
 _TO_SPACE_AND_ASCII_LOWER = str.maketrans(
     {**{c: " " for c in FILTERS}, **{chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)}}
 )
