@@ -1,9 +1,10 @@
 """The Open Inference Protocol (V2) endpoints that KServe, MLServer and Triton share, under ``/v2``.
 
 Any V2 client (``tritonclient.http``, KServe's ``InferenceRESTClient``, plain curl) can use
-every served model unchanged. The request path is the JSON API's: registry → the model's kind
-(limits, preprocessing, one forward pass, labels); only the envelope differs
-(``service.api.tensors``). Each kind names its tensors (``-1``: any size):
+every served model unchanged. An adapter like the JSON API's: the tensors decoded
+(``service.api.tensors``), then the same data plane (``service.serving.dataplane``: version,
+the kind's limits, one forward pass, labels, signals, shadow); only the envelope differs. Each
+kind names its tensors (``-1``: any size):
 
 * text classifier: input ``text`` BYTES [-1] or ``word_ids`` INT64 [-1, -1] (Keras ids, 0
   padding); outputs ``probability`` FP32 [-1, 1] (two labels) or ``probabilities`` FP32
@@ -100,7 +101,7 @@ async def model_metadata(request: Request, name: str, version: str | None = None
     served = served_model(request, name, version)
     return {
         "name": name,
-        "versions": [s.version for s in request.app.state.plane.registry.versions(name)],
+        "versions": [s.version for s in request.app.state.plane.model(name).versions.values()],
         "platform": "keras",
         "inputs": [spec.metadata() for spec in served.kind.v2_inputs()],
         "outputs": [spec.metadata() for spec in served.kind.v2_outputs()],

@@ -7,7 +7,7 @@ into model input (preprocess), runs it (the engine) and turns the output into an
 (postprocess, with ``explain`` on demand). The protocol adapters (``service.api``) decode a
 request into what the kind reads, the data plane (``service.serving.dataplane``) runs it, and no
 module outside a kind knows what a model's inputs, labels, outputs, limits, costs or drift
-signals are: each kind declares them here.
+signals are: each kind declares them in its own module.
 """
 
 from __future__ import annotations
