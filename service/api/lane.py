@@ -68,7 +68,9 @@ class PredictLane:
         await send({"type": "http.response.body", "body": payload})
 
     @staticmethod
-    def read(plane: DataPlane, name: str, raw: bytes, key: str | None) -> tuple[Resolved, BaseModel] | None:
+    def read(
+        plane: DataPlane, name: str, raw: bytes, key: str | None
+    ) -> tuple[Resolved, BaseModel] | None:
         """The resolved version and read body of a request the lane can answer, else None."""
         try:
             return read_request(plane, name, raw, key)

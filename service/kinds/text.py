@@ -327,7 +327,8 @@ class TextClassifier(Kind):
         if body.text is not None:
             problems = [text_problem(limits, ("text",), body.text)]
         else:
-            problems = [text_problem(limits, ("texts", i), text) for i, text in enumerate(body.texts or [])]
+            problems = [text_problem(limits, ("texts", i), text)
+                        for i, text in enumerate(body.texts or [])]  # fmt: skip
         problems += [sequence_problem(limits, ("sequences", i), len(sequence))
                      for i, sequence in enumerate(body.sequences or [])]  # fmt: skip
         raise_problems(problems)
@@ -394,7 +395,7 @@ class TextClassifier(Kind):
         raise_problems([limits.batch((tensor.name,), tensor.shape[0])])
         if tensor.name == "text":
             texts = [_decoded(element, (tensor.name, i)) for i, element in enumerate(tensor.data)]
-            raise_problems([text_problem(limits, ("text", i), text) for i, text in enumerate(texts)])
+            raise_problems([text_problem(limits, ("text", i), t) for i, t in enumerate(texts)])
             return texts
         values = np.asarray(tensor.data).reshape(tensor.shape)
         raise_problems([sequence_problem(limits, (tensor.name,), tensor.shape[1])])

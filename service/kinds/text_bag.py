@@ -172,8 +172,8 @@ class BagTextClassifier(TextClassifier):
                 f"or 'texts'"))])  # fmt: skip
         raise_problems(limits.batches(body, BagTextRequest.batch_forms))
         texts = body.items()
-        raise_problems([text_problem(limits, ("text",) if body.text is not None else ("texts", i), text)
-                        for i, text in enumerate(texts)])  # fmt: skip
+        places = [("text",)] if body.text is not None else [("texts", i) for i in range(len(texts))]
+        raise_problems([text_problem(limits, place, text) for place, text in zip(places, texts)])
         cost = text_cost(len(texts), sum(len(text) for text in texts))
         return len(texts), cost * (10 if body.explain else 1)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Generic, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
@@ -34,12 +33,8 @@ class Work(Generic[T]):
     answer: Callable[[Signals], T]
 
 
-async def run_sized(work: Callable[[], T], cost: int) -> T:
-    if cost <= INLINE_COST:
-        return work()
-    return await run_in_threadpool(work)
-
-
 async def run(work: Work[T], seen: Signals) -> T:
     """``work`` inline or in the thread pool, by its cost."""
-    return await run_sized(partial(work.answer, seen), work.cost)
+    if work.cost <= INLINE_COST:
+        return work.answer(seen)
+    return await run_in_threadpool(work.answer, seen)

@@ -92,9 +92,8 @@ class ServedVersions:
             served = self.versions[int(self.rollout.choose(self.name, key))]
         else:
             served = self.get(version)
-        shadow = None
-        rollout = self.rollout
-        if rollout.shadow is not None and version in (None, "stable") and served.version == rollout.stable:
+        rollout, shadow = self.rollout, None
+        if rollout.shadow and version in (None, "stable") and served.version == rollout.stable:
             shadow = self.versions.get(int(rollout.shadow))
         return Resolved(served, shadow)
 

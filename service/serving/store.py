@@ -19,7 +19,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from pathlib import Path
 
-from service.contract.artifacts import ArtifactError, artifact_fingerprint, model_folders, version_folders
+from service.contract.artifacts import (
+    ArtifactError,
+    artifact_fingerprint,
+    model_folders,
+    version_folders,
+)
 
 
 class StoreError(Exception):
