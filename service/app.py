@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from service.api.admin import admin
 from service.api.errors import HANDLERS
 from service.api.lane import PredictLane
-from service.api.middleware import PayloadCapture, RequestContext, RequireJson
+from service.api.middleware import Bookkeeping, PayloadCapture, RequestContext, RequireJson
 from service.api.modeldocs import document_limits, model_paths
 from service.api.operations import operations
 from service.api.rest import rest
@@ -93,12 +94,22 @@ def require(required: RequireModels, registry: Registry) -> None:
         raise NoModelServed(f"REQUIRE_MODELS={required.value} not met ({reasons})")
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with the predict lane (``service.api.lane``) outermost: a well-formed predict
+    request is answered before FastAPI's own layers, everything else goes through them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        state = self.state
+        return PredictLane(super().build_middleware_stack(), state.plane, state.bookkeeping,
+                           state.settings.max_body_bytes, state.payload_log)  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; ``uvicorn --factory service.app:create_app`` reads settings from the env."""
     settings = settings or Settings()
     for module in settings.kind_modules:  # each registers its kinds (service.kinds.register)
         importlib.import_module(module)
-    app = FastAPI(
+    app = ServiceApp(
         title="Keras chapter-3 models",
         version="0.1.0",
         description=DESCRIPTION,
@@ -128,10 +139,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin)
     for error, handler in HANDLERS.items():
         app.add_exception_handler(error, handler)
-    app.add_middleware(PredictLane)  # innermost: the short way to a 200 (service.api.lane)
     app.add_middleware(RequireJson)
     app.state.access_log = AccessLog() if settings.access_log else None
-    app.add_middleware(RequestContext, metrics=metrics, access_log=app.state.access_log)
+    app.state.bookkeeping = Bookkeeping(metrics, app.state.access_log)
+    app.add_middleware(RequestContext, bookkeeping=app.state.bookkeeping)
     app.state.payload_log = None
     if settings.payload_log:  # outermost: sees every answer, with its request id
         app.state.payload_log = PayloadLog(

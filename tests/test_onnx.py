@@ -165,7 +165,9 @@ def test_the_committed_cards_list_their_onnx_files_and_reference_rows(name, mode
     assert len(outputs) == 4
     assert parity_gap(outputs, OnnxRuntime(folder / ONNX_FILE).run(feeds)) is None
     served = load_model(folder, name)
-    assert served.kind.runtime.description == "ONNX Runtime"
+    assert served.kind.runtime.description.startswith("ONNX Runtime")
+    # the multi-hot networks' first layer as kernel-row sums, checked at load (issue 25)
+    assert (served.kind.runtime.network is not None) == (name in ("imdb", "reuters"))
 
 
 # --- Refusals --------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import pytest
 from service.contract.artifacts import MODEL_FILE, read_word_index
 from service.serving.registry import PARITY_EPSILONS
 from service.engine.runtime import ONNX_FILE, OnnxRuntime
-from service.contract.vectorize import NUM_WORDS, WordIndex, multi_hot
-from tests.conftest import SHARED_DATA
+from service.contract.vectorize import NUM_WORDS, WordIndex, hot_positions, multi_hot, tokenize
+from tests.conftest import REPO, SHARED_DATA
 from training.datasets import DataSource, keras_sequences, load_boston, load_npz, load_reuters
 
 pytestmark = pytest.mark.skipif(
@@ -75,6 +75,66 @@ def test_raw_text_and_keras_sequence_give_the_same_multi_hot(imdb_test, artifact
     picks = range(0, 25_000, 25_000 // SAMPLE)
     by_text = multi_hot(word_index.encode(texts[i]) for i in picks)
     assert np.array_equal(by_text, multi_hot(sequences[i] for i in picks))
+
+
+@pytest.mark.parametrize("name", ["imdb", "reuters"])
+def test_the_servers_one_pass_reading_gives_the_multi_hot_and_counts_of_encode(
+    name, imdb_test, reuters_test, artifacts
+):
+    """``WordIndex.read`` (a set of ids, issue 25) against ``hot_positions(encode(text))`` and
+    the counts of ``encode_counting_unknown``, on every raw test text."""
+    texts = (imdb_test if name == "imdb" else reuters_test)[0]
+    word_index = WordIndex(read_word_index(artifacts[name]))
+    for text in texts:
+        positions, words, unknown = word_index.read(text)
+        sequence, expected_unknown = word_index.encode_counting_unknown(text)
+        assert np.array_equal(positions, hot_positions(sequence))
+        assert (words, unknown) == (len(tokenize(text)), expected_unknown)
+
+
+def test_the_tfidf_weighing_equals_its_definition_on_every_raw_test_text(imdb_test, reuters_test):
+    """``TfidfBag.weigh`` (rewritten for speed in issue 25) against the rules written out
+    plainly: the vocabulary's terms among the text's words and word pairs, counted, sorted by
+    id, sublinear tf times idf; words outside the vocabulary counted as unknown."""
+    from collections import Counter
+
+    from service.contract.tfidf import TfidfBag, ngrams
+
+    for name, texts in (("imdb", imdb_test[0]), ("reuters", reuters_test[0])):
+        bag = TfidfBag.read(REPO / "models" / name / "2", json.loads(
+            (REPO / "models" / name / "2" / "metadata.json").read_text())["preprocessing"])  # fmt: skip
+        ids = {term: i for i, term in enumerate(bag.terms, start=1)}
+        for text in texts[:: 5 if name == "imdb" else 1]:
+            tokens = tokenize(text)
+            counts = Counter(ids[t] for t in ngrams(tokens, bag.ngram_max) if t in ids)
+            terms = sorted(counts)
+            tf = 1.0 + np.log(np.array([counts[t] for t in terms], dtype=np.float64))
+            expected_weights = tf * bag.idf[np.array(terms, dtype=np.int64) - 1] if terms else tf
+            got_terms, got_weights, words, unknown = bag.weigh(text)
+            assert got_terms.tolist() == terms and np.array_equal(got_weights, expected_weights)
+            assert (words, unknown) == (len(tokens), sum(t not in ids for t in tokens))
+
+
+@pytest.mark.parametrize("name", ["imdb", "reuters"])
+def test_the_kernel_row_sums_equal_onnx_runtime_on_every_raw_test_text(
+    name, imdb_test, reuters_test, artifacts
+):
+    """The served first layer as sums of kernel rows (issue 25) against ONNX Runtime on the
+    dense multi-hot rows, on every raw test text: the same outputs to float32 precision (the
+    order of the sums differs; ``PARITY_EPSILONS`` relative, at least 1), the same labels."""
+    from service.serving.registry import load_model
+
+    texts = (imdb_test if name == "imdb" else reuters_test)[0]
+    kind = load_model(artifacts[name], name).kind
+    assert kind.runtime.network is not None, "the gather path was not taken"
+    for start in range(0, len(texts), 500):
+        chunk = texts[start : start + 500]
+        positions = kind.positions(chunk)
+        served = kind.predict(positions)
+        dense = kind.runtime(multi_hot(kind.word_index.encode(t) for t in chunk))
+        allowed = PARITY_EPSILONS * np.finfo(np.float32).eps * np.maximum(np.abs(dense), 1.0)
+        assert (np.abs(served.astype(np.float64) - dense) <= allowed).all()
+        assert kind.labels_of(served) == kind.labels_of(dense)
 
 
 def offline(artifacts, name: str):

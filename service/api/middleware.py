@@ -25,20 +25,47 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 """Request ids we echo: short and printable, so a client cannot inject text into our logs."""
 
 
+class Bookkeeping:
+    """What every request leaves behind, whoever answers it (the routes through
+    ``RequestContext``, or ``service.api.lane``): a count and a latency by route and status in
+    ``/metrics``, and one access-log line."""
+
+    def __init__(self, metrics: Metrics, access_log: AccessLog | None) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+
+    def done(self, scope: Scope, route: str, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        method = scope["method"]
+        self.metrics.record_request(method, route, status, elapsed)
+        if self.access_log is not None:
+            self.access_log.request(method, scope["path"], status, round(elapsed * 1000, 3), request_id)
+
+
+def request_id(scope: Scope) -> str:
+    """The request's ``X-Request-ID`` when it is short and printable, else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return secrets.token_hex(16)
+
+
 class RequestContext:
     """Give every request an id (``X-Request-ID`` honoured and echoed), time it, log and count it."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog | None) -> None:
+    def __init__(self, app: ASGIApp, bookkeeping: Bookkeeping) -> None:
         self.app = app
-        self.metrics = metrics
-        self.access_log = access_log
+        self.bookkeeping = bookkeeping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _incoming_request_id(scope) or secrets.token_hex(16)
+        given_id = request_id(scope)
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -46,29 +73,15 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"x-request-id", given_id.encode()))
                 message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.record_request(method, route, status, elapsed)
-            if self.access_log is not None:
-                self.access_log.request(
-                    method, scope["path"], status, round(elapsed * 1000, 3), request_id
-                )
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if _REQUEST_ID.fullmatch(text) else None
-    return None
+            self.bookkeeping.done(scope, route, status, started, given_id)
 
 
 # --- Predict bodies are JSON ---------------------------------------------------------------
@@ -87,9 +100,8 @@ class RequireJson:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/predict"):
-            content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
-            media_type = content_type.split(b";", 1)[0].strip().lower()
-            if media_type != b"application/json" and not media_type.endswith(b"+json"):
+            content_type = _content_type(scope)
+            if not is_json(content_type):
                 shown = content_type[:80].decode("latin-1") or "none"
                 body = json.dumps(
                     {"detail": f"Content-Type must be application/json, got {shown!r}"}
@@ -107,6 +119,21 @@ class RequireJson:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+
+def _content_type(scope: Scope) -> bytes:
+    return next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+
+
+def is_json(content_type: bytes) -> bool:
+    """``application/json`` or any ``+json`` type, parameters aside."""
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+def sends_json(scope: Scope) -> bool:
+    """Whether a request says its body is JSON (``RequireJson`` answers 415 when not)."""
+    return is_json(_content_type(scope))
 
 
 # --- The payload log's capture ---------------------------------------------------------------

@@ -29,6 +29,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def ngrams(tokens: Sequence[str], ngram_max: int = 2) -> list[str]:
     """A token list's terms: the tokens, then the runs of 2 to ``ngram_max`` joined by a space."""
     terms = list(tokens)
     for n in range(2, ngram_max + 1):
-        terms += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        terms += map(" ".join, zip(*(tokens[i:] for i in range(n))))
     return terms
 
 
@@ -107,15 +108,16 @@ class TfidfBag:
         """One text's term ids (increasing), their TF-IDF weights before normalisation, and how
         many of its words are not vocabulary terms (dropped; the signals and explanations count
         them)."""
-        ids = self._ids
         tokens = tokenize(text)
-        counts = Counter(ids[t] for t in ngrams(tokens, self.ngram_max) if t in ids)
-        unknown = sum(1 for t in tokens if t not in ids)
-        terms = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
-        tf = np.fromiter((counts[i] for i in terms.tolist()), dtype=np.float64, count=len(counts))
+        words = list(map(self._ids.get, tokens))
+        longer = map(self._ids.get, ngrams(tokens, self.ngram_max)[len(tokens) :])
+        # term ids are 1 and up: filter(None, ...) drops exactly the terms outside the vocabulary
+        found = np.fromiter(filter(None, chain(words, longer)), dtype=np.int32)
+        terms, counts = np.unique(found, return_counts=True)
+        tf = counts.astype(np.float64)
         if self.sublinear_tf:
             tf = 1.0 + np.log(tf)
-        return terms, tf * self.idf[terms - 1] if len(terms) else tf, len(tokens), unknown
+        return terms, tf * self.idf[terms - 1] if len(terms) else tf, len(tokens), words.count(None)
 
     def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One text's term ids (increasing) and L2-normalised TF-IDF weights."""

@@ -38,6 +38,7 @@ import numpy as np
 
 from service.contract.artifacts import MODEL_FILE, ArtifactError
 from service.contract.vectorize import rows_from_positions
+from service.engine.network import ACTIVATIONS, Dense, Normalize, NumpyNetwork
 from service.engine.runtime import ONNX_FILE, Runtime
 
 SERVING_BACKEND = "numpy"
@@ -47,86 +48,6 @@ logger = logging.getLogger("service.backend")
 Forward = Callable[[np.ndarray], np.ndarray]
 
 _EPSILON = np.float32(1e-7)  # keras.backend.epsilon(), used by Normalization
-
-
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, np.float32(0.0))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    one = np.float32(1.0)
-    return one / (one + np.exp(-x))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    exp_x = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return exp_x / np.sum(exp_x, axis=-1, keepdims=True)
-
-
-def _linear(x: np.ndarray) -> np.ndarray:
-    return x
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": _relu,
-    "sigmoid": _sigmoid,
-    "softmax": _softmax,
-    "linear": _linear,
-    "tanh": np.tanh,
-}
-
-
-@dataclass(frozen=True)
-class Dense:
-    kernel: np.ndarray
-    bias: np.ndarray | None
-    activation: Callable[[np.ndarray], np.ndarray]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._finish(np.matmul(x, self.kernel))
-
-    def from_positions(self, positions: Sequence[np.ndarray]) -> np.ndarray:
-        """The layer on multi-hot rows given by their 1-positions: sums of kernel rows."""
-        starts = np.cumsum([0, *(len(hot) for hot in positions[:-1])])
-        gathered = self.kernel[np.concatenate(positions)]
-        return self._finish(np.add.reduceat(gathered, starts, axis=0))
-
-    def _finish(self, y: np.ndarray) -> np.ndarray:
-        return self.activation(y + self.bias if self.bias is not None else y)
-
-
-@dataclass(frozen=True)
-class Normalize:
-    mean: np.ndarray
-    scale: np.ndarray
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.scale
-
-
-@dataclass(frozen=True)
-class NumpyNetwork:
-    """A chain of ``Normalize`` and ``Dense`` steps, callable like the Keras model."""
-
-    steps: tuple[Dense | Normalize, ...]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        for step in self.steps:
-            x = step(x)
-        return x
-
-    @property
-    def reads_positions(self) -> bool:
-        return bool(self.steps) and isinstance(self.steps[0], Dense)
-
-    def from_positions(self, positions: Sequence[np.ndarray]) -> np.ndarray:
-        """The network on multi-hot rows given by their 1-positions (first step must be Dense)."""
-        first, *rest = self.steps
-        assert isinstance(first, Dense)
-        x = first.from_positions(positions)
-        for step in rest:
-            x = step(x)
-        return x
 
 
 def _dense(layer: Any) -> Dense | None:

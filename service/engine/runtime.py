@@ -36,7 +36,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -103,6 +103,12 @@ class Runtime(ABC):
                                for start in range(0, len(positions), DENSE_CHUNK)])  # fmt: skip
 
 
+class Positional(Protocol):
+    """A network that reads multi-hot rows by their 1-positions (``service.engine.network``)."""
+
+    def from_positions(self, positions: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
 class OnnxRuntime(Runtime):
     """One ``onnxruntime.InferenceSession`` on a version's ``model.onnx``.
 
@@ -112,8 +118,6 @@ class OnnxRuntime(Runtime):
     oversubscribe the cores. Parallelism comes from the server's workers (one per core) and from
     requests overlapping, never from inside one call.
     """
-
-    description = "ONNX Runtime"
 
     def __init__(self, path: Path) -> None:
         import onnxruntime
@@ -129,6 +133,18 @@ class OnnxRuntime(Runtime):
         self.inputs = tuple(i.name for i in self.session.get_inputs())
         self.dtypes = {i.name: _numpy_dtype(i.type) for i in self.session.get_inputs()}
         self.output = self.session.get_outputs()[0].name
+        self.network: Positional | None = None
+        """The same network in NumPy for multi-hot rows by their positions, when it has been
+        checked against this session (``service.engine.open_runtime``); None: dense rows."""
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return "ONNX Runtime" + (", multi-hot rows as kernel-row sums" if self.network else "")
+
+    def from_positions(self, positions: Sequence[np.ndarray], width: int) -> np.ndarray:
+        if self.network is not None:
+            return self.network.from_positions(positions)
+        return super().from_positions(positions, width)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         missing = [name for name in self.inputs if name not in feeds]

@@ -271,31 +271,26 @@ class TextClassifier(Kind):
 
     def positions(
         self, items: Sequence[str] | Sequence[Sequence[int]], seen: Signals | None = None
-    ) -> list[np.ndarray]:
-        """Texts or word-id sequences → each one's multi-hot row, as its 1-positions. One text's
-        ids at a time: a batch of 1,000 reviews never holds all its token lists. With ``seen``,
-        each item's words and unknown words are counted on the way (one tokenization)."""
-        if seen is not None:
-            return [hot_positions(self.measured(item, seen), self.num_words) for item in items]
-        encode, num_words = self.word_index.encode, self.num_words
-        return [
-            hot_positions(encode(item) if isinstance(item, str) else item, num_words) for item in items
-        ]
-
-    def measured(self, item: str | Sequence[int], seen: Signals) -> Sequence[int]:
-        """An item's word ids, its words and unknown words noted in ``seen`` (``service.observe.drift``
+    ) -> list[Sequence[int]]:
+        """Texts or word-id sequences → each one's multi-hot row, as its sorted 1-positions. One
+        item at a time: a batch of 1,000 reviews never holds all its token lists. With ``seen``,
+        each item's words and unknown words are noted on the way (``service.observe.drift``
         defines them: for a text, words missing from the index or ranked past ``num_words``)."""
-        if isinstance(item, str):
-            sequence, unknown = self.word_index.encode_counting_unknown(item)
-            # sequence = start id + the known words (OOV ids included); unknown = dropped + OOV
-            note_text(seen, len(sequence) - 1 + unknown - sequence.count(OOV_ID), unknown)
-            return sequence
-        ids = np.asarray(item, dtype=np.int64)
-        unknown = int(((ids == OOV_ID) | (ids >= self.num_words)).sum())
-        note_text(seen, int((ids > START_ID).sum()), unknown)
-        return item
+        return [self.position(item, seen) for item in items]
 
-    def predict(self, positions: Sequence[np.ndarray]) -> np.ndarray:
+    def position(self, item: str | Sequence[int], seen: Signals | None = None) -> Sequence[int]:
+        if isinstance(item, str):
+            positions, words, unknown = self.word_index.read(item)
+        else:
+            ids = np.asarray(item, dtype=np.int64)
+            positions = hot_positions(ids, self.num_words)
+            words = int((ids > START_ID).sum())
+            unknown = int(((ids == OOV_ID) | (ids >= self.num_words)).sum())
+        if seen is not None:
+            note_text(seen, words, unknown)
+        return positions
+
+    def predict(self, positions: Sequence[Sequence[int]]) -> np.ndarray:
         return self.runtime.from_positions(positions, self.num_words)
 
     def postprocess(self, scores: np.ndarray, top_k: int | None = None) -> list[BaseModel]:
