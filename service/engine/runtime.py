@@ -11,24 +11,22 @@ for a folder with no ``model.onnx`` and Keras installed (``pip install ".[keras]
 fallback of ``service.engine.fallback``. Both take named inputs (``run``), so a network with two inputs
 (term ids and their weights) is served the same way as one with one.
 
-The multi-hot gather fast path (the first Dense layer as a sum of the kernel rows at a review's
-1-positions, as ``service.engine.fallback.Dense.from_positions`` does for the Keras fallback) is not used
-here: it did not pay. Measured 2026-11-30 on this 2-core machine, one worker, ``POST /imdb/predict``
-with one 235-word review, wrk ``-t1 -c16 -d10s``, the two variants alternated three times (the
-machine was shared, load average 5.7, so single runs are noisy):
+The multi-hot networks (version 1 of IMDB and Reuters) run in NumPy instead, when they can
+(``OnnxRuntime.network``, built and checked by ``service.engine.open_runtime``): their first
+layer as the sum of the kernel rows at a row's 1-positions (``service.engine.network``), the
+weights read from this same ``model.onnx``. Issue 14 dropped such a path (a dense row through the
+session was as fast, then, at 24 µs against 49 µs); issue 25 measured it again, in process on
+the 235-word review, once the request's other costs had been cut (2026-12-08, AMD EPYC, 2 cores):
 
-* session fed dense rows: 2,368, 1,286, 1,371 requests/s (mean 1,675);
-* NumPy gather-sum of the first kernel (read from the ONNX initializers), then the other layers
-  in NumPy: 1,589, 1,709, 1,257 requests/s (mean 1,518);
-* in process, per call: dense one row 24 µs, gather 49 µs; 32 rows 246 µs against 175 µs. The
-  tokenizer and encoder alone cost 78 µs for that review. A batch of 1,000 rows of 150 words:
-  the session fed 128 dense rows at a time 4.1 ms, the gather of the first layer alone 4.2 ms
-  (best of 30).
+* IMDB: kernel-row sums 15.5 µs against 22.6 µs for the dense row through the session; a batch
+  of 1,000 reviews 3.2 ms against 3.8 ms;
+* Reuters (a 10,000 × 64 kernel, 2.5 MB read by every dense call): 21.0 µs against 46.3 µs;
+  1,000 newswires 8.2 ms against 12.4 ms.
 
-The gain needed to keep it was 15 %: the per-request work is dominated by HTTP, validation and
-tokenizing, and one dense ONNX Runtime call is already as fast as the gather for one review.
-Dropping it also drops a second copy of the first kernel and a second path to keep equal to the
-session. ``from_positions`` therefore builds the dense rows and runs the session.
+Under load the gap is larger: the dense call streams the whole kernel through the cache on
+every request. The answers differ from the session's in the last bits only (the sums' order),
+within ``PARITY_EPSILONS``, checked at every load on the card's reference rows and, in
+``tests/test_parity.py``, on every raw test text.
 """
 
 from __future__ import annotations
