@@ -160,6 +160,7 @@ class Server:
     workers: int = 1  # worker processes serving requests (reported in the servers table)
     models: tuple[str, ...] = ("imdb", "reuters", "boston")  # the models it serves
     batch: bool = True  # whether it serves the batch ({"texts": [...]})
+    forms: tuple[str, ...] = ("one",)  # request forms: one input, "v2" (IMDB version 2), "records"
     size_of: str | None = None  # installed size: another server's venv (the limit probe: ours)
 
 
@@ -242,10 +243,11 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
             note="ONNX Runtime on model.onnx, no TensorFlow, Keras, jax or scipy; default settings"
             + (f", `{args.ours_args}`" if args.ours_args.strip() else ""),
             workers=workers["ours"],
+            forms=("one", "v2", "records"),
         ),
         "limit": Server(
             name="limit",
-            label="limit probe (bare ASGI + the same NumPy work)",
+            label="limit probe (bare ASGI, the fastest correct work)",
             python=ours_python,
             command=[
                 str(ours_python),
@@ -268,18 +270,18 @@ def make_servers(args: argparse.Namespace) -> dict[str, Server]:
             ],
             cwd=BENCH_DIR / "peers",
             env=_clean_env(MODELS_DIR=models_dir, PYTHONPATH=peers_path),
-            routes={"imdb": "/imdb/predict"},
+            routes=contract_routes,
             one=_contract_one,
             many=_contract_many,
             predictions=lambda body: body["predictions"],
             venv=None,
-            note="ours' venv: a bare ASGI callable under uvicorn, the same tokenization and "
-            "NumPy forward pass, no framework, validation, metrics or logs; the asyncio loop, "
-            "as ours; IMDB single reviews only",
+            note="ours' venv: a bare ASGI callable under uvicorn computing our answers with the "
+            "least Python it can (the shared tokenizer, kernel-row sums for the multi-hot "
+            "networks, the TF-IDF bag, ONNX Runtime for Boston), no framework, validation, "
+            "metrics or logs; the asyncio loop, as ours",
             workers=workers["limit"],
-            models=("imdb",),
-            batch=False,
             size_of="ours",
+            forms=("one", "v2", "records"),
         ),
         "baseline": Server(
             name="baseline",
@@ -387,6 +389,19 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         stack.extend(children.get(pid, []))
     return tree
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time of the server's process tree so far (from /proc/PID/stat): taken
+    around a scenario, divided by its requests, the server's CPU per request."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def memory_kib(root: int, key: str) -> tuple[int, int]:
@@ -500,14 +515,21 @@ def run_python_load(port: int, path: str, body: bytes, seconds: float) -> dict:
 # --------------------------------------------------------------------------------------------
 
 SCENARIOS = [
-    # key, model, connections, title
-    ("imdb-c1", "imdb", 1, "IMDB, one raw review per request, 1 connection"),
-    ("imdb-c16", "imdb", 16, "IMDB, one raw review per request, 16 connections"),
-    ("imdb-c64", "imdb", 64, "IMDB, one raw review per request, 64 connections"),
-    ("imdb-c256", "imdb", 256, "IMDB, one raw review per request, 256 connections"),
-    ("reuters-c16", "reuters", 16, "Reuters, one raw newswire per request, 16 connections"),
-    ("boston-c16", "boston", 16, "Boston housing, one `features` row per request, 16 connections"),
-]
+    # key, model, connections, title, request form (Server.forms)
+    ("imdb-c1", "imdb", 1, "IMDB, one raw review per request, 1 connection", "one"),
+    ("imdb-c16", "imdb", 16, "IMDB, one raw review per request, 16 connections", "one"),
+    ("imdb-c64", "imdb", 64, "IMDB, one raw review per request, 64 connections", "one"),
+    ("imdb-c256", "imdb", 256, "IMDB, one raw review per request, 256 connections", "one"),
+    ("imdb2-c16", "imdb", 16, "IMDB version 2 (TF-IDF bag), one raw review per request, 16 connections", "v2"),
+    ("imdb2-c64", "imdb", 64, "IMDB version 2 (TF-IDF bag), one raw review per request, 64 connections", "v2"),
+    ("reuters-c16", "reuters", 16, "Reuters, one raw newswire per request, 16 connections", "one"),
+    ("reuters-c64", "reuters", 64, "Reuters, one raw newswire per request, 64 connections", "one"),
+    ("boston-c16", "boston", 16, "Boston housing, one `features` row per request, 16 connections", "one"),
+    ("boston-records-c16", "boston", 16, "Boston housing, one named record per request, 16 connections", "records"),
+    ("boston-records-c64", "boston", 64, "Boston housing, one named record per request, 64 connections", "records"),
+]  # fmt: skip
+BOSTON_FEATURES = ("CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX",
+                   "PTRATIO", "B", "LSTAT")  # fmt: skip
 SMOKE_SCENARIOS = ["imdb-c16"]
 ORDER = ("ours", "limit", "baseline", "bentoml")  # the default servers, in the report's order
 MODEL_NAMES = {"imdb": "IMDB", "reuters": "Reuters", "boston": "Boston"}
@@ -533,6 +555,7 @@ def bench_server(
         "serves": list(server.models),
         "serves_batch": server.batch,
         "size_of": server.size_of,
+        "forms": list(server.forms),
     }
     if not server.python.exists():
         result["error"] = f"{server.python} is missing: run bench/setup.sh"
@@ -549,6 +572,13 @@ def bench_server(
     }
     for model, body in bodies.items():
         (body_dir / f"{model}.json").write_bytes(body)
+    other_forms = {
+        "v2": ("imdb", {"text": inputs.review, "version": 2}),
+        "records": ("boston", {"records": [dict(zip(BOSTON_FEATURES, inputs.boston_row))]}),
+    }
+    for form, (model, body) in other_forms.items():
+        if form in server.forms:
+            (body_dir / f"{model}-{form}.json").write_text(json.dumps(body))
     batch_body = json.dumps(server.many("imdb", inputs.batch)).encode()
 
     port = free_port()
@@ -701,20 +731,28 @@ def _measure(
     result["available"] = True
 
     # Load scenarios.
-    result["scenarios"] = {}
+    result["scenarios"], result["answers"] = {}, {}
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
-    for key, model, connections, _title in SCENARIOS:
-        if key not in scenarios or model not in server.models:
-            continue  # not asked for, or a model this server does not serve (the limit probe)
+    for key, model, connections, _title, form in SCENARIOS:
+        if key not in scenarios or model not in server.models or form not in server.forms:
+            continue  # not asked for, or a model or form this server does not serve
         url = f"http://{HOST}:{port}{server.routes[model]}"
-        body_file = body_dir / f"{model}.json"
+        body_file = body_dir / (f"{model}.json" if form == "one" else f"{model}-{form}.json")
         try:
+            status, payload = http_request(port, "POST", server.routes[model], body_file.read_bytes())
+            if status != 200:
+                raise RuntimeError(f"answered {status}: {payload[:200]!r}")
+            result["answers"][key] = json.loads(payload)
             if use_wrk:
                 if args.warmup > 0:
                     run_wrk(url, body_file, connections, args.warmup)
+                cpu_before = cpu_seconds(process.pid)
                 figures = run_wrk(url, body_file, connections, args.duration)
+                cpu = cpu_seconds(process.pid) - cpu_before
+                figures["cpu_us_per_request"] = cpu * 1e6 / max(1, figures["requests"])
             else:
-                figures = run_python_load(port, server.routes[model], bodies[model], args.duration)
+                figures = run_python_load(port, server.routes[model], body_file.read_bytes(),
+                                          args.duration)  # fmt: skip
         except Exception as error:
             figures = {"error": f"{type(error).__name__}: {error}"}
         result["scenarios"][key] = figures
@@ -722,6 +760,8 @@ def _measure(
             log(
                 f"{server.name}: {key}: {figures['rps']:.0f} req/s, p50 {figures['p50_us'] / 1000:.1f} ms, "
                 f"p99 {figures['p99_us'] / 1000:.1f} ms, errors {errors(figures)}"
+                + (f", {figures['cpu_us_per_request']:.0f} µs CPU per request"
+                   if "cpu_us_per_request" in figures else "")  # fmt: skip
             )
         else:
             log(f"{server.name}: {key}: {figures['error']}")
@@ -1022,31 +1062,32 @@ def render(report: dict) -> str:
         "limit (req/s: 1 is the limit; p99: 1 is the limit's tail).",
         "",
     ]
-    for key, model, _connections, title in SCENARIOS:
+    for key, model, _connections, title, form in SCENARIOS:
         rows = [(n, servers[n].get("scenarios", {}).get(key)) for n in order]
         if not any(figures for _, figures in rows):
             continue
         lines += [
             f"### {title}",
             "",
-            "| server | req/s | p50 | p90 | p99 | errors (non-2xx / socket) | req/s ours÷peer | p99 ours÷peer |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| server | req/s | p50 | p90 | p99 | errors (non-2xx / socket) | req/s ours÷peer | p99 ours÷peer | CPU per request |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         ours_figures = ours.get("scenarios", {}).get(key) or {}
         for name, figures in rows:
             if not figures:
-                text = ("not served" if model not in servers[name].get("serves", [model])
-                        else "not available")  # fmt: skip
-                lines.append(f"| {labels[name]} | {text} | | | | | | |")
+                served = model in servers[name].get("serves", [model]) and \
+                    form in servers[name].get("forms", ["one"])  # fmt: skip
+                text = "not available" if served else "not served"
+                lines.append(f"| {labels[name]} | {text} | | | | | | | |")
                 continue
             if "error" in figures:
-                lines.append(f"| {labels[name]} | failed: {figures['error'][:80]} | | | | | | |")
+                lines.append(f"| {labels[name]} | failed: {figures['error'][:80]} | | | | | | | |")
                 continue
             socket_errors = errors(figures) - figures.get("errors_status", 0)
             if not figures.get("requests"):
                 lines.append(
                     f"| {labels[name]} | 0: no answer within {report['duration']} s "
-                    f"| | | | {figures.get('errors_status', 0)} / {socket_errors} | | |"
+                    f"| | | | {figures.get('errors_status', 0)} / {socket_errors} | | | |"
                 )
                 continue
             peer = name != "ours"
@@ -1054,14 +1095,15 @@ def render(report: dict) -> str:
                 lines.append(
                     f"| {labels[name]} (no wrk: Python loop, 1 connection) | {figures['rps']:,.0f} "
                     f"| {ms(figures['p50_us'])} | {ms(figures['p90_us'])} | {ms(figures['p99_us'])} "
-                    f"| {figures.get('errors_status', 0)} / {socket_errors} | | |"
+                    f"| {figures.get('errors_status', 0)} / {socket_errors} | | | |"
                 )
                 continue
             lines.append(
                 f"| {labels[name]} | {figures['rps']:,.0f} | {ms(figures['p50_us'])} | {ms(figures['p90_us'])} "
                 f"| {ms(figures['p99_us'])} | {figures.get('errors_status', 0)} / {socket_errors} "
                 f"| {ratio(ours_figures.get('rps'), figures['rps']) if peer else ''} "
-                f"| {ratio(ours_figures.get('p99_us'), figures['p99_us']) if peer else ''} |"
+                f"| {ratio(ours_figures.get('p99_us'), figures['p99_us']) if peer else ''} "
+                f"| {cpu_text(figures)} |"
             )
         limit_figures = dict(rows).get("limit") or {}
         if ours_figures.get("rps") and limit_figures.get("rps"):
@@ -1143,9 +1185,38 @@ def render(report: dict) -> str:
         cells = [samples.get(m, "–") if m in serves else "not served" for m in MODEL_NAMES]
         lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
     lines += [""]
+    ours_answers = servers.get("ours", {}).get("answers", {})
+    limit_answers = servers.get("limit", {}).get("answers", {})
+    compared = sorted(set(ours_answers) & set(limit_answers))
+    if compared:
+        differ = [key for key in compared if not same_answers(ours_answers[key], limit_answers[key])]
+        lines += [
+            "The limit probe's answer to each scenario's request, compared with ours (the same "
+            "JSON, every number within 1e-5 relative): "
+            + (f"equal in all {len(compared)} scenarios." if not differ
+               else f"**different** in {', '.join(differ)}."),  # fmt: skip
+            "",
+        ]
 
     lines += targets(report)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def cpu_text(figures: dict) -> str:
+    cpu = figures.get("cpu_us_per_request")
+    return f"{cpu:,.0f} µs" if cpu else ""
+
+
+def same_answers(ours: Any, limit: Any, tolerance: float = 1e-5) -> bool:
+    """The limit probe's answer is ours: the same structure, labels and names, every number
+    within float32 tolerance (relative, at least 1)."""
+    if isinstance(ours, float | int) and isinstance(limit, float | int) and not isinstance(ours, bool):
+        return abs(ours - limit) <= tolerance * max(1.0, abs(ours))
+    if isinstance(ours, dict) and isinstance(limit, dict):
+        return ours.keys() == limit.keys() and all(same_answers(ours[k], limit[k]) for k in ours)
+    if isinstance(ours, list) and isinstance(limit, list):
+        return len(ours) == len(limit) and all(same_answers(a, b) for a, b in zip(ours, limit))
+    return ours == limit
 
 
 def served_text(result: dict) -> str:
@@ -1213,6 +1284,39 @@ def targets(report: dict) -> list[str]:
             "high",
             "%",
         )
+    limit_targets = [("imdb", "IMDB version 1", 0.8), ("imdb2", "IMDB version 2", 0.8),
+                     ("reuters", "Reuters", 0.8), ("boston-records", "Boston records", 0.7)]  # fmt: skip
+    for prefix, title, share in limit_targets:
+        for connections in (16, 64):
+            key = f"{prefix}-c{connections}"
+            add(
+                f"{title} {connections} conn.: req/s ≥ {share:.0%} of the true limit probe's (issue 25)",
+                percent(fig("ours", key, "rps"), fig("limit", key, "rps")),
+                share * 100,
+                "high",
+                "%",
+            )
+            add(
+                f"{title} {connections} conn.: p99 ≤ 1.5× the true limit probe's (issue 25)",
+                quotient(fig("ours", key, "p99_us"), fig("limit", key, "p99_us")),
+                1.5,
+                "low",
+                "×",
+            )
+    add(
+        "IMDB 16 conn.: CPU per single-review request ≤ 230 µs (issue 25)",
+        fig("ours", "imdb-c16", "cpu_us_per_request"),
+        230,
+        "low",
+        " µs",
+    )
+    add(
+        "IMDB 16 conn.: req/s ≥ 8× BentoML's (issue 25's aim)",
+        quotient(fig("ours", "imdb-c16", "rps"), fig("bentoml", "imdb-c16", "rps")),
+        8,
+        "high",
+        "×",
+    )
     add(
         "IMDB 64 conn.: p99 ≤ 2× the limit probe's",
         quotient(fig("ours", "imdb-c64", "p99_us"), fig("limit", "imdb-c64", "p99_us")),
@@ -1264,6 +1368,13 @@ def targets(report: dict) -> list[str]:
         f"batch of {report['batch_size']} raw reviews < 200 ms",
         batch * 1000 if batch else None,
         200,
+        "low",
+        " ms",
+    )
+    add(
+        f"batch of {report['batch_size']} raw reviews ≤ 60 ms (issue 25)",
+        batch * 1000 if batch else None,
+        60,
         "low",
         " ms",
     )

@@ -20,7 +20,7 @@ import time
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.middleware import Bookkeeping, request_id, sends_json
+from service.api.middleware import Bookkeeping, is_json, request_id
 from service.api.rest import BOOK_REQUESTS, predictions, read_request, reader
 from service.kinds.base import InputProblems
 from service.observe.payloads import Exchange, PayloadLog
@@ -53,8 +53,11 @@ class PredictLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if (scope.get("method") != "POST" or not path.endswith("/predict") or path.count("/") != 2
-                or not sends_json(scope) or declared_length(scope) > self.max_body_bytes):  # fmt: skip
+        if scope.get("method") != "POST" or not path.endswith("/predict") or path.count("/") != 2:
+            await self.stack(scope, receive, send)
+            return
+        headers = dict(reversed(scope["headers"]))  # a repeated header: its first value, as RequireJson
+        if not is_json(headers.get(b"content-type", b"")) or declared_length(headers) > self.max_body_bytes:
             await self.stack(scope, receive, send)
             return
         started = time.perf_counter()
@@ -117,12 +120,10 @@ class PredictLane:
         except (ValidationError, *NOT_SERVED):
             return None
 
-def declared_length(scope: Scope) -> int:
+def declared_length(headers: dict[bytes, bytes]) -> int:
     """The request's ``Content-Length`` (0 when absent or unreadable: the read counts then)."""
-    for header, value in scope["headers"]:
-        if header == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
+    value = headers.get(b"content-length", b"")
+    return int(value) if value.isdigit() else 0
 
 
 def routing_key(scope: Scope) -> str | None:

