@@ -40,6 +40,7 @@ from run import (  # noqa: E402  (bench/run.py: the shared harness)
     http_request,
     load_inputs,
     log,
+    memory_kib,
     run_wrk,
     stop,
 )
@@ -72,10 +73,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def serve(tree: Path, models: Path, port: int) -> subprocess.Popen[bytes]:
+def serve(tree: Path, models: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "KERAS_BACKEND"}}
     env.update({"PYTHONPATH": str(tree), "MODELS_DIR": str(models), "PORT": str(port),
                 "HOST": HOST, "WORKERS": "1"})  # fmt: skip
+    started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tree, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
@@ -83,7 +85,7 @@ def serve(tree: Path, models: Path, port: int) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         try:
             if http_request(port, "GET", "/readyz", timeout=2)[0] == 200:
-                return process
+                return process, time.perf_counter() - started
         except OSError:
             pass
         if process.poll() is not None:
@@ -95,7 +97,7 @@ def serve(tree: Path, models: Path, port: int) -> subprocess.Popen[bytes]:
 
 def measure(tree: Path, models: Path, cases: list[Scenario], bodies: Path, seconds: int) -> dict:
     port = free_port()
-    process = serve(tree, models, port)
+    process, start = serve(tree, models, port)
     try:
         url = f"http://{HOST}:{port}"
         run_wrk(url + cases[0].path, bodies / f"{cases[0].name}.json", 16, 2)  # warm-up
@@ -109,6 +111,7 @@ def measure(tree: Path, models: Path, cases: list[Scenario], bodies: Path, secon
                 "rps": result["rps"], "p99_ms": result["p99_us"] / 1000, "errors": errors,
                 "cpu_us": used * 1e6 / max(1, result["requests"]),
             }  # fmt: skip
+        figures["start"] = {"cold_start_s": start, "peak_rss_mb": memory_kib(process.pid, "VmHWM")[0] * 1024 / 1e6}
         return figures
     finally:
         stop(process)
@@ -151,6 +154,13 @@ def report(trees: dict[str, Path], rounds: list[dict], cases: list[Scenario], ar
             f"| {statistics.median(b['p99']):.1f} → {statistics.median(a['p99']):.1f} "
             f"| {b['errors'] + a['errors']} |"
         )
+    starts = {label: [r[label]["start"] for r in rounds] for label in trees}
+    lines += ["", "| start (process to /readyz 200) and peak RSS after the load, medians | before | after |",
+              "|---|---:|---:|",
+              "| cold start | " + " | ".join(f"{statistics.median(s['cold_start_s'] for s in starts[t]):.2f} s"
+                                          for t in trees) + " |",
+              "| peak RSS | " + " | ".join(f"{statistics.median(s['peak_rss_mb'] for s in starts[t]):.0f} MB"
+                                        for t in trees) + " |"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -895,8 +895,12 @@ def other_cpu(start: dict, end: dict) -> dict:
 
 
 def served_folder(model_folder: Path) -> Path:
-    """The version folder the service serves by default: the highest ``<n>/`` (or the model
-    folder itself, the flat layout of before versions). bench/ runs without the project installed."""
+    """The version folder the service serves by default: the stable version of the model's
+    ``rollout.json``, else the highest ``<n>/`` (or the model folder itself, the flat layout of
+    before versions). bench/ runs without the project installed."""
+    rollout = model_folder / "rollout.json"
+    if rollout.is_file() and (model_folder / json.loads(rollout.read_text())["stable"]).is_dir():
+        return model_folder / json.loads(rollout.read_text())["stable"]
     versions = [p for p in model_folder.glob("*/metadata.json") if p.parent.name.isdigit()]
     return max(versions, key=lambda p: int(p.parent.name)).parent if versions else model_folder
 

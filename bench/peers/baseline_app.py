@@ -36,14 +36,14 @@ import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from service.contract.artifacts import version_folder
+from served import served_folder
 from service.contract.vectorize import NUM_WORDS, WordIndex, multi_hot
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
 
 
 def _load(name: str) -> dict:
-    folder = version_folder(MODELS_DIR / name)  # the highest version, as ours serves
+    folder = served_folder(MODELS_DIR / name)  # the version ours serves by default
     metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
     served = {
         "model": keras.saving.load_model(folder / "model.keras"),

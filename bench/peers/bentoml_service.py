@@ -37,7 +37,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from service.contract.artifacts import version_folder
+from served import served_folder
 from service.contract.vectorize import NUM_WORDS, WordIndex, multi_hot
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
@@ -56,7 +56,7 @@ class KerasModels:
         self.metadata: dict[str, dict[str, Any]] = {}
         self.word_index: dict[str, WordIndex] = {}
         for name in ("imdb", "reuters", "boston"):
-            folder = version_folder(MODELS_DIR / name)  # the highest version, as ours serves
+            folder = served_folder(MODELS_DIR / name)  # the version ours serves by default
             self.models[name] = keras.saving.load_model(folder / "model.keras")
             self.metadata[name] = json.loads((folder / "metadata.json").read_text("utf-8"))
             if (folder / "word_index.json").exists():
