@@ -125,10 +125,11 @@ def network_of_graph(graph: Graph) -> NumpyNetwork | None:
             return None
         weight = graph.weights.get(node.inputs[1]) if len(node.inputs) == 2 else None
         if node.op == "MatMul" and weight is not None and weight.ndim == 2:
-            steps.append(Dense(weight.astype(np.float32), None, ACTIVATIONS["linear"]))
+            steps.append(Dense(np.asarray(weight, dtype=np.float32), None, ACTIVATIONS["linear"]))
         elif node.op == "Add" and weight is not None and steps and steps[-1].bias is None \
                 and steps[-1].activation is ACTIVATIONS["linear"]:  # fmt: skip
-            steps[-1] = Dense(steps[-1].kernel, weight.astype(np.float32).reshape(-1), ACTIVATIONS["linear"])
+            steps[-1] = Dense(steps[-1].kernel, np.asarray(weight, dtype=np.float32).reshape(-1),
+                              ACTIVATIONS["linear"])  # fmt: skip
         elif node.op in ONNX_ACTIVATIONS and len(node.inputs) == 1 and steps \
                 and steps[-1].activation is ACTIVATIONS["linear"] \
                 and node.attributes.get("axis", -1) in (-1, 1):  # fmt: skip

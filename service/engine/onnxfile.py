@@ -125,7 +125,7 @@ def _array(tensor: Any) -> np.ndarray:
         field = {np.float32: "float_data", np.int32: "int32_data", np.int64: "int64_data",
                  np.float64: "double_data"}[dtype]  # fmt: skip
         values = np.asarray(getattr(tensor, field), dtype=dtype)
-    return values.astype(dtype).reshape(tuple(tensor.dims))
+    return values.astype(dtype, copy=False).reshape(tuple(tensor.dims))
 
 
 def _attribute(attribute: Any) -> Any:
