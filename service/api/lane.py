@@ -27,6 +27,7 @@ from service.observe.payloads import Exchange, PayloadLog
 from service.serving.dataplane import DataPlane
 from service.serving.errors import NOT_SERVED
 from service.serving.registry import Resolved
+from service.serving.rollout import ROUTING_HEADER
 
 CONTENT_TYPE = (b"content-type", b"application/json")
 TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
@@ -56,11 +57,11 @@ class PredictLane:
         if scope.get("method") != "POST" or not path.endswith("/predict") or path.count("/") != 2:
             await self.stack(scope, receive, send)
             return
+        started = time.perf_counter()
         headers = dict(reversed(scope["headers"]))  # a repeated header: its first value, as RequireJson
         if not is_json(headers.get(b"content-type", b"")) or declared_length(headers) > self.max_body_bytes:
             await self.stack(scope, receive, send)
             return
-        started = time.perf_counter()
         messages, size = [await receive()], 0
         while True:
             size += len(messages[-1].get("body", b""))
@@ -71,7 +72,7 @@ class PredictLane:
         if size <= self.max_body_bytes:
             raw = b"".join(message.get("body", b"") for message in messages)
             try:
-                payload = await self.answer(name, raw, scope)
+                payload = await self.answer(name, raw, routing_key(headers))
             except Exception:  # as the stack's error middleware: a 500, counted, then raised
                 await self.respond(scope, send, name, raw, started, 500, SERVER_ERROR)
                 raise
@@ -99,9 +100,9 @@ class PredictLane:
             exchange.finished, exchange.finished_clock = time.time(), time.perf_counter()
             self.payload_log.write(self.payload_log.entry(exchange))
 
-    async def answer(self, name: str, raw: bytes, scope: Scope) -> bytes | None:
+    async def answer(self, name: str, raw: bytes, key: str | None) -> bytes | None:
         """The answer's body, when the lane can give it; None hands the request to the stack."""
-        read = self.read(self.plane, name, raw, routing_key(scope))
+        read = self.read(self.plane, name, raw, key)
         if read is None:
             return None
         resolved, body = read
@@ -120,18 +121,18 @@ class PredictLane:
         except (ValidationError, *NOT_SERVED):
             return None
 
+
 def declared_length(headers: dict[bytes, bytes]) -> int:
     """The request's ``Content-Length`` (0 when absent or unreadable: the read counts then)."""
     value = headers.get(b"content-length", b"")
     return int(value) if value.isdigit() else 0
 
 
-def routing_key(scope: Scope) -> str | None:
-    """The ``X-Routing-Key`` header of a request, if any (``service.serving.rollout``)."""
-    for header, value in scope.get("headers", ()):
-        if header.lower() == b"x-routing-key":
-            return value.decode("latin-1")
-    return None
+def routing_key(headers: dict[bytes, bytes]) -> str | None:
+    """The ``X-Routing-Key`` header of a request, if any (``service.serving.rollout``); ASGI
+    servers give header names in lower case."""
+    value = headers.get(ROUTING_HEADER.encode())
+    return value.decode("latin-1") if value is not None else None
 
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
