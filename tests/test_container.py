@@ -123,7 +123,7 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                         break
                 except httpx.TransportError:
                     pass
-                assert service.lifecycle.poll() is None, (socket.parent / "service.log").read_text()
+                assert service.poll() is None, (socket.parent / "service.log").read_text()
                 assert time.monotonic() < deadline, "podman's API did not answer within 30 s"
                 time.sleep(0.1)
         yield f"unix://{socket}"
