@@ -139,7 +139,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     try:
         body, binary = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
         tensors = decode_inputs(body, binary)
-        one_input(kind, tensors)
+        one_input(kind, tensors)  # checked here too: a bad input is reported before a bad output
         wanted = requested_outputs(kind, body)
         outputs = await plane.infer(resolved, reader(tensors, plane.limits))
     except TensorError as error:

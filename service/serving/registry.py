@@ -165,7 +165,7 @@ class Registry:
 
     def serving(self) -> dict[str, str]:
         """The default version of each model with one (its rollout's stable), as the API names it."""
-        return {name: self.rollout(name).stable for name, served in self.models.items() if served}
+        return {name: model.rollout.stable for name, model in self.served.items()}
 
     @classmethod
     def load(
